@@ -1,0 +1,413 @@
+"""Least squares by sketch-and-precondition (Blendenpik / LSRN style), sketch-and-solve or
+a direct rank-revealing solver.
+
+``lstsq(A, b)`` minimises ``||A x - b||_2`` for a tall ``A`` of shape ``(m, n)``. The default
+``method="sketch_precondition"``:
+
+1. sketches ``[A, b]`` with one sparse-sign (or SRHT, Gaussian, CountSketch) operator
+   ``S`` of ``s = oversampling * n`` rows, ``O(nnz(A))`` work;
+2. factors ``S A = U Sigma V^T`` (thin SVD, dropping singular values below
+   ``rcond * sigma_max``) and uses ``M = V_r Sigma_r^{-1}`` as a right preconditioner, so
+   ``A M`` has condition number ``(1 + sqrt(n/s)) / (1 - sqrt(n/s))``-ish whatever the
+   conditioning of ``A`` (``preconditioner="qr"``: ``M = R^{-1}`` from a QR of ``S A``,
+   with an SVD fallback when ``R`` is numerically singular);
+3. warm-starts from the sketch-and-solve answer ``x0 = M U_r^T S b``;
+4. runs LSQR on ``min ||A M y - (b - A x0)||`` and returns ``x = x0 + M y``.
+
+Nothing ever forms ``A^T A``, so float32 inputs do not square the condition number, and
+the dropped singular values make rank-deficient problems converge to the minimum-norm
+solution (``x`` lies in the row space of ``S A``, which equals that of ``A`` with high
+probability).
+
+References
+----------
+.. [1] H. Avron, P. Maymounkov, S. Toledo, "Blendenpik: supercharging LAPACK's
+   least-squares solver", SIAM J. Sci. Comput. 32 (2010).
+.. [2] X. Meng, M. A. Saunders, M. W. Mahoney, "LSRN: a parallel iterative solver for
+   strongly over- or underdetermined systems", SIAM J. Sci. Comput. 36 (2014), Alg. 1.
+.. [3] C. C. Paige, M. A. Saunders, "LSQR: an algorithm for sparse linear equations and
+   sparse least squares", ACM TOMS 8 (1982) (Algorithm LSQR, Sec. 4 and stopping
+   rules of Sec. 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from .._array import MatrixOperator, as_operator, as_tensor, to_numpy
+from .._errors import ConvergenceError, ConvergenceWarning, ShapeError
+from .._random import GeneratorLike, check_generator
+from .._validation import check_float, check_int, check_option, param_error
+from .sketch import SKETCHES, make_sketch
+
+__all__ = ["LstsqResult", "LstsqInfo", "lstsq", "lsqr", "LSTSQ_METHODS"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2,
+                torch.bfloat16: 1e-2}
+
+
+class LstsqInfo(NamedTuple):
+    """Diagnostics of a :func:`lstsq` call.
+
+    Attributes
+    ----------
+    method : str
+        The method used.
+    iterations : int
+        LSQR iterations (0 for ``"sketch_solve"`` and ``"direct"``).
+    residual_norm : float or numpy.ndarray
+        ``||A x - b||_2`` recomputed at the end (one value per column of ``b``).
+    converged : bool
+        Whether LSQR met its stopping rule within ``max_iter`` (True for non-iterative
+        methods).
+    rank : int
+        Numerical rank used (of the sketch ``S A``, or from the direct solver).
+    cond_estimate : float
+        Estimate of ``cond(A)`` restricted to its numerical rank (from the sketch's
+        singular values; NaN for ``"direct"`` on GPU).
+    cond_preconditioned : float
+        LSQR's estimate of the condition number of the preconditioned operator ``A M``
+        (NaN when no LSQR ran).
+    sketch_size : int
+        Rows of the sketch (0 for ``"direct"``).
+    """
+
+    method: str
+    iterations: int
+    residual_norm: float | np.ndarray
+    converged: bool
+    rank: int
+    cond_estimate: float
+    cond_preconditioned: float
+    sketch_size: int
+
+
+class LstsqResult(NamedTuple):
+    """``solution`` of shape ``(n,)`` or ``(n, k)`` (kind of ``A``) and :class:`LstsqInfo`."""
+
+    solution: Any
+    info: LstsqInfo
+
+
+class _LsqrOut(NamedTuple):
+    x: torch.Tensor
+    iterations: int
+    converged: bool
+    acond: float
+
+
+def lsqr(matvec: Callable[[torch.Tensor], torch.Tensor],
+         rmatvec: Callable[[torch.Tensor], torch.Tensor],
+         b: torch.Tensor, n: int, *, atol: float, btol: float, max_iter: int) -> _LsqrOut:
+    """Batched LSQR (Paige & Saunders 1982) for ``min ||Op y - b||`` column by column.
+
+    Parameters
+    ----------
+    matvec, rmatvec : callables
+        ``Op @ V`` for ``V`` of shape ``(n, k)`` and ``Op^T @ U`` for ``U`` of shape
+        ``(m, k)``.
+    b : torch.Tensor, shape (m, k)
+        Right-hand sides, solved independently (all scalars of the recurrence are
+        length-``k`` vectors; a converged column stops being updated).
+    n : int
+        Number of unknowns.
+    atol, btol : float
+        Stopping rules S1 (``||r|| <= btol ||b|| + atol ||Op|| ||y||``) and S2
+        (``||Op^T r|| <= atol ||Op|| ||r||``) of Paige & Saunders, Sec. 6.
+    max_iter : int
+        Iteration limit.
+
+    Returns
+    -------
+    x, iterations, converged, acond (estimate of ``cond(Op)``).
+    """
+    dtype, device = b.dtype, b.device
+    k = b.shape[1]
+    tiny = torch.finfo(dtype).tiny
+    x = torch.zeros((n, k), dtype=dtype, device=device)
+    beta = torch.linalg.vector_norm(b, dim=0)
+    bnorm = beta.clone()
+    u = b / torch.where(beta > 0, beta, 1.0)
+    v = rmatvec(u)
+    alpha = torch.linalg.vector_norm(v, dim=0)
+    v = v / torch.where(alpha > 0, alpha, 1.0)
+    w = v.clone()
+    phibar = beta.clone()
+    rhobar = alpha.clone()
+    anorm2 = torch.zeros(k, dtype=dtype, device=device)
+    ddnorm = torch.zeros(k, dtype=dtype, device=device)
+    # columns with b == 0 or Op^T b == 0 are solved by x = 0
+    active = (beta > 0) & (alpha > 0)
+    it = 0
+    while bool(active.any()) and it < max_iter:
+        it += 1
+        u = matvec(v) - alpha * u
+        beta = torch.linalg.vector_norm(u, dim=0)
+        u = u / torch.where(beta > tiny, beta, 1.0)
+        anorm2 = anorm2 + alpha**2 + beta**2
+        v = rmatvec(u) - beta * v
+        alpha = torch.linalg.vector_norm(v, dim=0)
+        v = v / torch.where(alpha > tiny, alpha, 1.0)
+        rho = torch.sqrt(rhobar**2 + beta**2)
+        rho_safe = torch.where(rho > tiny, rho, 1.0)
+        c = rhobar / rho_safe
+        s = beta / rho_safe
+        theta = s * alpha
+        rhobar = -c * alpha
+        phi = c * phibar
+        phibar = s * phibar
+        step = torch.where(active, phi / rho_safe, 0.0)
+        x = x + step * w
+        dk = w / rho_safe
+        ddnorm = ddnorm + torch.where(active, (dk * dk).sum(dim=0), 0.0)
+        w = v - (theta / rho_safe) * w
+        anorm = torch.sqrt(anorm2)
+        xnorm = torch.linalg.vector_norm(x, dim=0)
+        rnorm = phibar
+        arnorm = phibar * alpha * c.abs()
+        test1 = rnorm <= btol * bnorm + atol * anorm * xnorm
+        test2 = arnorm <= atol * anorm * rnorm
+        done = test1 | test2 | (alpha <= tiny) | (beta <= tiny)
+        active = active & ~done
+    acond = float((torch.sqrt(anorm2) * torch.sqrt(ddnorm)).max()) if it else float("nan")
+    return _LsqrOut(x, it, not bool(active.any()), acond)
+
+
+class _Precond(NamedTuple):
+    apply: Callable[[torch.Tensor], torch.Tensor]  # y -> M y
+    apply_t: Callable[[torch.Tensor], torch.Tensor]  # z -> M^T z
+    n_y: int  # columns of M
+    rank: int
+    cond: float  # estimate of cond(A) on its numerical rank
+    x0: torch.Tensor  # sketch-and-solve solution
+
+
+def _svd_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond:
+    """LSRN: ``M = V_r diag(1/s_r)`` from the thin SVD of the sketch, rank ``r``."""
+    U, s, Vh = torch.linalg.svd(SA, full_matrices=False)
+    smax = float(s[0])
+    if not math.isfinite(smax):
+        raise ConvergenceError("lstsq: the sketch of A has non-finite singular values.")
+    r = max(int((s > rcond * smax).sum()), 1) if smax > 0 else 1
+    M = Vh[:r].mH / s[:r]
+    cond = smax / float(s[r - 1]) if float(s[r - 1]) > 0 else float("inf")
+    x0 = M @ (U[:, :r].mH @ Sb)
+    return _Precond(lambda y: M @ y, lambda z: M.mH @ z, r, r, cond, x0)
+
+
+def _qr_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond | None:
+    """Blendenpik: ``M = R^{-1}`` from a QR of the sketch; None when R is singular."""
+    Q, R = torch.linalg.qr(SA, mode="reduced")
+    diag = R.diagonal().abs()
+    dmax = float(diag.max())
+    if not (dmax > 0 and float(diag.min()) > rcond * dmax):
+        return None
+    n = R.shape[0]
+    x0 = torch.linalg.solve_triangular(R, Q.mH @ Sb, upper=True)
+    return _Precond(lambda y: torch.linalg.solve_triangular(R, y, upper=True),
+                    lambda z: torch.linalg.solve_triangular(R.mH, z, upper=False),
+                    n, n, dmax / float(diag.min()), x0)
+
+
+def _sketch_and_factor(op: MatrixOperator, b: torch.Tensor, o: dict[str, Any]) -> _Precond:
+    """Sketch ``A`` and ``b`` with one operator, factor ``S A``, solve the sketched problem."""
+    m, _ = op.shape
+    S = make_sketch(o["sketch_kind"], m, o["size"], generator=o["generator"], dtype=op.dtype,
+                    device=op.device, func="lstsq", **o["sketch_options"])
+    if op.is_dense:
+        SA = S.apply(op.dense)
+    else:
+        SA = torch.as_tensor(S.apply(o["A_sparse"]), dtype=op.dtype, device=op.device)
+    Sb = S.apply(b)
+    if o["preconditioner"] == "qr":
+        pre = _qr_precond(SA, Sb, o["rcond"])
+        if pre is not None:
+            return pre
+        logger.info("lstsq: R of the sketch is numerically singular; using the SVD variant")
+    return _svd_precond(SA, Sb, o["rcond"])
+
+
+def _residual_norms(op: MatrixOperator, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(op.mm(x) - b, dim=0)
+
+
+def _method_sketch_solve(op: MatrixOperator, b: torch.Tensor, o: dict[str, Any]
+                         ) -> tuple[torch.Tensor, dict[str, Any]]:
+    pre = _sketch_and_factor(op, b, o)
+    return pre.x0, dict(iterations=0, converged=True, rank=pre.rank, cond_estimate=pre.cond,
+                        cond_preconditioned=float("nan"), sketch_size=o["size"])
+
+
+def _method_sketch_precondition(op: MatrixOperator, b: torch.Tensor, o: dict[str, Any]
+                                ) -> tuple[torch.Tensor, dict[str, Any]]:
+    pre = _sketch_and_factor(op, b, o)
+    r0 = b - op.mm(pre.x0)
+    out = lsqr(lambda y: op.mm(pre.apply(y)), lambda z: pre.apply_t(op.rmm(z)), r0,
+               pre.n_y, atol=o["tol"], btol=o["tol"], max_iter=o["max_iter"])
+    x = pre.x0 + pre.apply(out.x)
+    if not out.converged:
+        warnings.warn(
+            f"lstsq: LSQR did not reach tol={o['tol']:g} within max_iter={o['max_iter']} "
+            "iterations.", ConvergenceWarning, stacklevel=3)
+    return x, dict(iterations=out.iterations, converged=out.converged, rank=pre.rank,
+                   cond_estimate=pre.cond, cond_preconditioned=out.acond,
+                   sketch_size=o["size"])
+
+
+def _method_direct(op: MatrixOperator, b: torch.Tensor, o: dict[str, Any]
+                   ) -> tuple[torch.Tensor, dict[str, Any]]:
+    A = op.to_dense().to(op.dtype)
+    if A.device.type == "cpu":
+        sol = torch.linalg.lstsq(A, b, rcond=o["rcond"], driver="gelsd")
+        rank = int(sol.rank)
+        s = sol.singular_values
+        cond = float(s[0] / s[rank - 1]) if rank > 0 else float("inf")
+    else:  # only the QR driver exists off CPU; it assumes full column rank
+        sol = torch.linalg.lstsq(A, b, driver="gels")
+        rank, cond = min(A.shape), float("nan")
+    return sol.solution, dict(iterations=0, converged=True, rank=rank, cond_estimate=cond,
+                              cond_preconditioned=float("nan"), sketch_size=0)
+
+
+LSTSQ_METHODS: dict[str, Callable[[MatrixOperator, torch.Tensor, dict[str, Any]],
+                                  tuple[torch.Tensor, dict[str, Any]]]] = {
+    "sketch_precondition": _method_sketch_precondition,
+    "sketch_solve": _method_sketch_solve,
+    "direct": _method_direct,
+}
+
+
+def lstsq(A: Any, b: Any, *, method: str = "sketch_precondition", tol: float | None = None,
+          max_iter: int | None = None, sketch_kind: str = "sparse_sign",
+          oversampling: float = 4.0, preconditioner: str = "svd", rcond: float | None = None,
+          generator: GeneratorLike = None, **sketch_options: Any) -> LstsqResult:
+    """Solve ``min_x ||A x - b||_2`` (minimum-norm ``x`` when ``A`` is rank deficient).
+
+    Parameters
+    ----------
+    A : numpy array, torch.Tensor or scipy.sparse matrix, shape (m, n)
+        Design matrix; the sketched methods need ``m >= n`` (``m`` a few times ``n`` to
+        pay off). scipy.sparse stays sparse except for ``method="direct"``.
+    b : array-like or torch.Tensor, shape (m,) or (m, k)
+        Right-hand side(s); several columns are solved together (batched LSQR).
+    method : {"sketch_precondition", "sketch_solve", "direct"}, default "sketch_precondition"
+        ``"sketch_precondition"``: sketch, SVD (or QR) preconditioner, warm start, LSQR
+        (accurate to ``tol``). ``"sketch_solve"``: the warm start alone, i.e. the exact
+        solution of the sketched problem ``min ||S(A x - b)||`` (residual within a factor
+        ``1 + O(sqrt(n / s))`` of optimal). ``"direct"``: ``torch.linalg.lstsq`` with the
+        rank-revealing SVD driver ``gelsd`` on CPU, the QR driver ``gels`` elsewhere.
+    tol : float, optional
+        LSQR's ``atol = btol`` (Paige-Saunders rules S1/S2 on the preconditioned system).
+        Default 1e-12 for float64, 1e-5 for float32.
+    max_iter : int, optional
+        LSQR iteration limit, default ``max(100, 4 * ceil(log(tol) / log(sqrt(n/s))))``.
+    sketch_kind : {"gaussian", "srht", "countsketch", "sparse_sign"}, default "sparse_sign"
+        Sketch operator (see :mod:`rankfold.linalg.sketch`).
+    oversampling : float, default 4.0
+        Sketch rows ``s = ceil(oversampling * n)``, must be > 1 (``s`` is capped at ``m``
+        for non-SRHT kinds). Larger ``s`` gives a better preconditioner (fewer LSQR
+        iterations) at a higher sketch/SVD cost.
+    preconditioner : {"svd", "qr"}, default "svd"
+        ``"svd"`` (LSRN): drops singular values of ``S A`` below ``rcond * s_max`` and
+        returns the minimum-norm solution. ``"qr"`` (Blendenpik): ``R^{-1}`` from a QR of
+        ``S A``, falling back to the SVD when ``R`` is numerically singular.
+    rcond : float, optional
+        Relative singular-value cut-off, default ``max(m, n) * eps`` of the dtype for
+        ``"direct"`` and ``s * eps`` for the sketched methods.
+    generator : int, torch.Generator, numpy.random.Generator or None
+        Randomness of the sketch.
+    **sketch_options
+        Passed to the sketch operator (e.g. ``nnz=`` for ``"sparse_sign"``).
+
+    Returns
+    -------
+    LstsqResult
+        ``solution`` (kind of ``A``: numpy or torch; shape ``(n,)`` or ``(n, k)``) and
+        ``info`` (:class:`LstsqInfo`: method, iterations, residual norm, convergence,
+        rank, condition estimates, sketch size).
+
+    Raises
+    ------
+    InvalidParameterError, ShapeError
+        Bad options, non-finite or empty input, ``b`` of the wrong length.
+    ConvergenceError
+        The solution is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((2000, 20)); x = rng.standard_normal(20)
+    >>> res = lstsq(A, A @ x, generator=0)
+    >>> bool(np.allclose(res.solution, x)), res.info.converged
+    (True, True)
+    """
+    func = "lstsq"
+    check_option(method, "method", func, LSTSQ_METHODS)
+    check_option(sketch_kind, "sketch_kind", func, SKETCHES)
+    check_option(preconditioner, "preconditioner", func, ("svd", "qr"))
+    check_float(oversampling, "oversampling", func, low=1.0, closed_low=False)
+    check_float(tol, "tol", func, low=0.0, high=1.0, closed_low=False, allow_none=True)
+    check_int(max_iter, "max_iter", func, low=1, allow_none=True)
+    check_float(rcond, "rcond", func, low=0.0, high=1.0, allow_none=True)
+    if isinstance(A, spla.LinearOperator):
+        raise param_error("A", func, "a dense array, a torch tensor or a scipy.sparse "
+                          "matrix", A)
+    op = as_operator(A, "A", func)
+    if op.dtype.is_complex:
+        raise param_error("A", func, "real-valued", A)
+    m, n = op.shape
+    if sp.issparse(b):
+        raise param_error("b", func, "a dense array or tensor", b)
+    bt, _ = as_tensor(b, "b", func, dtype=op.dtype, device=op.device, ndim=None)
+    if bt.ndim not in (1, 2):
+        raise ShapeError(f"The 'b' parameter of {func} must have shape (m,) or (m, k) with "
+                         f"m={m}. Got shape {tuple(bt.shape)}.")
+    if bt.shape[0] != m:
+        raise ShapeError(f"The 'b' parameter of {func} must have shape (m,) or (m, k) with "
+                         f"m={m} (rows of A). Got shape {tuple(bt.shape)}.")
+    vector = bt.ndim == 1
+    b2 = bt[:, None] if vector else bt
+    eps = torch.finfo(op.dtype).eps
+    size = 0
+    if method != "direct":
+        if m < n:
+            raise ShapeError(f"The 'A' parameter of {func} must have at least as many rows "
+                             f"as columns for method={method!r}. Got shape {(m, n)}; use "
+                             "method='direct'.")
+        size = math.ceil(oversampling * n)
+        if sketch_kind == "srht":
+            size = min(size, 1 << max(0, (m - 1).bit_length()))
+        else:
+            size = min(size, m)
+    tol_ = tol if tol is not None else _DEFAULT_TOL.get(op.dtype, 1e-12)
+    if max_iter is None:
+        rate = math.sqrt(n / size) if size else 0.5
+        rate = min(max(rate, 1e-3), 0.9)
+        max_iter = max(100, 4 * math.ceil(math.log(tol_) / math.log(rate)))
+    if rcond is None:
+        rcond = max(m, n) * eps if method == "direct" else max(size, n) * eps
+    gen = check_generator(generator, op.device, func=func) if method != "direct" else None
+    opts = dict(tol=tol_, max_iter=max_iter, sketch_kind=sketch_kind, size=size,
+                rcond=rcond, preconditioner=preconditioner, generator=gen,
+                sketch_options=sketch_options,
+                A_sparse=sp.csr_array(A).astype(to_numpy(torch.empty(0, dtype=op.dtype)).dtype)
+                if sp.issparse(A) else None)
+    x, meta = LSTSQ_METHODS[method](op, b2, opts)
+    if not bool(torch.isfinite(x).all()):
+        raise ConvergenceError(f"lstsq (method={method!r}) produced a non-finite solution.")
+    res = _residual_norms(op, x, b2).to(torch.float64).cpu().numpy()
+    info = LstsqInfo(method=method, residual_norm=float(res[0]) if vector else res, **meta)
+    sol = x[:, 0] if vector else x
+    return LstsqResult(sol.cpu().numpy() if op.info.returns_numpy else sol, info)
