@@ -14,3 +14,27 @@ __all__: list[str] = []
 # --- sketch.py, sampling.py, lstsq.py ----------------------------------------------------
 
 # --- cur.py, weighted.py, incremental.py -------------------------------------------------
+from .cur import (  # noqa: E402
+    CURResult,
+    IDResult,
+    NystromResult,
+    cur,
+    interpolative,
+    nystrom,
+)
+from .incremental import (  # noqa: E402
+    ConcatenatedBound,
+    IncrementalSVD,
+    SVDUpdate,
+    concatenated_error_bound,
+    group_for_compression,
+    svd_update,
+)
+from .weighted import WeightedSVDInfo, WeightedSVDResult, weighted_svd  # noqa: E402
+
+__all__ += [
+    "IDResult", "CURResult", "NystromResult", "interpolative", "cur", "nystrom",
+    "WeightedSVDInfo", "WeightedSVDResult", "weighted_svd",
+    "IncrementalSVD", "SVDUpdate", "svd_update", "ConcatenatedBound",
+    "concatenated_error_bound", "group_for_compression",
+]
