@@ -12,6 +12,34 @@ __all__: list[str] = []
 # --- rsvd.py -----------------------------------------------------------------------------
 
 # --- sketch.py, sampling.py, lstsq.py ----------------------------------------------------
+from .lstsq import LSTSQ_METHODS, LstsqInfo, LstsqResult, lstsq  # noqa: E402
+from .sampling import (  # noqa: E402
+    LEVERAGE_METHODS,
+    LEWIS_METHODS,
+    SAMPLING_SCORES,
+    leverage_scores,
+    lewis_weights,
+    sample_rows,
+    sensitivity_bounds,
+)
+from .sketch import (  # noqa: E402
+    SKETCHES,
+    CountSketch,
+    GaussianSketch,
+    SketchOperator,
+    SparseSignSketch,
+    SRHTSketch,
+    make_sketch,
+    sketch,
+)
+
+__all__ += [
+    "sketch", "make_sketch", "SketchOperator", "GaussianSketch", "SRHTSketch",
+    "CountSketch", "SparseSignSketch", "SKETCHES",
+    "leverage_scores", "lewis_weights", "sensitivity_bounds", "sample_rows",
+    "LEVERAGE_METHODS", "LEWIS_METHODS", "SAMPLING_SCORES",
+    "lstsq", "LstsqResult", "LstsqInfo", "LSTSQ_METHODS",
+]
 
 # --- cur.py, weighted.py, incremental.py -------------------------------------------------
 from .cur import (  # noqa: E402
