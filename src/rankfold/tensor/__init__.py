@@ -6,5 +6,14 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # --- formats and discrete algorithms -----------------------------------------------------
+from ._formats import CPTensor, TTTensor, TuckerTensor  # noqa: E402
+from ._unfold import fold, khatri_rao, mode_dot, mttkrp, multi_mode_dot, unfold  # noqa: E402
+from .tt import tensor_train  # noqa: E402
+
+__all__ += [
+    "CPTensor", "TuckerTensor", "TTTensor",
+    "unfold", "fold", "khatri_rao", "mode_dot", "multi_mode_dot", "mttkrp",
+    "tensor_train",
+]
 
 # --- functional.py (FunBaT) --------------------------------------------------------------

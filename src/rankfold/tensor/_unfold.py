@@ -1,0 +1,128 @@
+"""Tensor algebra shared by the decompositions: unfoldings, mode products, MTTKRP.
+
+Conventions follow TensorLy (C order): ``unfold(X, n)`` is
+``moveaxis(X, n, 0).reshape(I_n, -1)``, and for a CP tensor with factors ``A_k``
+``unfold(X, n) = A_n diag(w) khatri_rao([A_k for k != n]).T`` with the first matrix of the
+Khatri-Rao product varying slowest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "unfold",
+    "fold",
+    "khatri_rao",
+    "mode_dot",
+    "multi_mode_dot",
+    "mttkrp",
+    "partial_contract",
+    "contract_kept",
+]
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def unfold(X: torch.Tensor, mode: int) -> torch.Tensor:
+    """Mode-``mode`` unfolding, shape ``(I_mode, prod of the other dims)`` (C order)."""
+    return torch.movedim(X, mode, 0).reshape(X.shape[mode], -1)
+
+
+def fold(M: torch.Tensor, mode: int, shape: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`unfold`: refold ``M`` into a tensor of ``shape``."""
+    shape = list(shape)
+    full = [shape[mode]] + shape[:mode] + shape[mode + 1:]
+    return torch.movedim(M.reshape(full), 0, mode)
+
+
+def khatri_rao(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Column-wise Kronecker product; rows indexed C order (first matrix slowest)."""
+    out = matrices[0]
+    rank = out.shape[1]
+    for m in matrices[1:]:
+        out = (out[:, None, :] * m[None, :, :]).reshape(-1, rank)
+    return out
+
+
+def mode_dot(X: torch.Tensor, M: torch.Tensor, mode: int, *,
+             transpose: bool = False) -> torch.Tensor:
+    """Mode-``mode`` product ``X x_mode M`` (``M`` of shape ``(J, I_mode)``).
+
+    With ``transpose=True`` multiplies by ``M.T`` instead (``M`` of shape ``(I_mode, J)``).
+    """
+    dim = 0 if transpose else 1
+    out = torch.tensordot(X, M, dims=([mode], [dim]))  # contracted mode moves last
+    return torch.movedim(out, -1, mode)
+
+
+def multi_mode_dot(X: torch.Tensor, matrices: Sequence[torch.Tensor | None], *,
+                   transpose: bool = False) -> torch.Tensor:
+    """Apply :func:`mode_dot` for every mode whose matrix is not None.
+
+    Modes that shrink the tensor most are applied first.
+    """
+    order = sorted(
+        (k for k, m in enumerate(matrices) if m is not None),
+        key=lambda k: (matrices[k].shape[1 if transpose else 0]  # type: ignore[union-attr]
+                       / X.shape[k]),
+    )
+    for k in order:
+        X = mode_dot(X, matrices[k], k, transpose=transpose)  # type: ignore[arg-type]
+    return X
+
+
+def _hadamard_contract(T: torch.Tensor, axis: int, A: torch.Tensor) -> torch.Tensor:
+    """Sum over ``axis`` of ``T[..., i, ..., r] * A[i, r]`` (``r`` is T's last axis)."""
+    nd = T.ndim
+    src = _LETTERS[:nd]
+    out = src[:axis] + src[axis + 1:]
+    return torch.einsum(f"{src},{src[axis]}{src[-1]}->{out}", T, A)
+
+
+def partial_contract(X: torch.Tensor, factors: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Contract every mode ``k`` of ``X`` whose ``factors[k]`` is given, keeping the rank.
+
+    Returns a tensor with the uncontracted modes (in order) followed by a rank axis ``R``:
+    ``T[i_kept..., r] = sum_{i_contracted} X[i] prod_k A_k[i_k, r]``. The first contraction
+    is one matrix product (the only pass over all of ``X``); later ones are Hadamard-sums
+    on the smaller intermediate, so no Khatri-Rao product is formed.
+    """
+    modes = [k for k, f in enumerate(factors) if f is not None]
+    if not modes:
+        raise ValueError("partial_contract needs at least one factor")
+    first = max(modes, key=lambda k: X.shape[k])
+    T = torch.tensordot(X, factors[first], dims=([first], [0]))  # type: ignore[arg-type]
+    kept = [k for k in range(X.ndim) if k != first]
+    for k in sorted((m for m in modes if m != first), key=lambda m: -X.shape[m]):
+        axis = kept.index(k)
+        T = _hadamard_contract(T, axis, factors[k])  # type: ignore[arg-type]
+        kept.pop(axis)
+    return T
+
+
+def contract_kept(T: torch.Tensor, kept: Sequence[int], factors: Sequence[torch.Tensor],
+                  mode: int) -> torch.Tensor:
+    """From ``T = partial_contract(...)`` with modes ``kept`` left, finish the MTTKRP of ``mode``.
+
+    Contracts every kept mode except ``mode`` against ``factors``; returns ``(I_mode, R)``.
+    """
+    kept = list(kept)
+    for k in [k for k in kept if k != mode]:
+        axis = kept.index(k)
+        T = _hadamard_contract(T, axis, factors[k])
+        kept.pop(axis)
+    return T
+
+
+def mttkrp(X: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
+    """Matricized tensor times Khatri-Rao product ``unfold(X, mode) @ khatri_rao(others)``.
+
+    Computed by successive contractions (no Khatri-Rao product is formed). Returns
+    ``(I_mode, R)``.
+    """
+    fs: list[torch.Tensor | None] = list(factors)
+    fs[mode] = None
+    return partial_contract(X, fs)
