@@ -1,0 +1,213 @@
+"""Building blocks of the randomized range finders: operators and orthonormalisation.
+
+Internal module of :mod:`rankfold.linalg.rsvd`. It gives every kind of input the same
+matrix-free interface (``mm(X) = A @ X``, ``rmm(X) = A^H @ X`` on torch tensors) and a fast
+orthonormalisation (Cholesky-QR2 with a Householder fallback).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from .._array import InputInfo, MatrixOperator, as_tensor
+from .._validation import check_finite, check_matrix_shape, param_error
+
+__all__ = ["LinearMap", "as_linear_map", "orthonormalize", "fro_norm_sq"]
+
+# Cholesky-QR is used only when the basis is this well conditioned (estimated from the
+# diagonal of R); otherwise rounding would leave Q far from orthonormal.
+_CHOLQR_MAX_COND = {torch.float32: 1e3, torch.float64: 1e7}
+
+
+class LinearMap:
+    """``A`` seen through products: ``mm(X) = A @ X`` and ``rmm(X) = A^H @ X``.
+
+    Dense tensors may be batched ``(*, m, n)``; sparse and operator inputs are 2-D.
+    Sparse inputs (scipy.sparse or sparse torch tensors) become torch CSR tensors, with a
+    second CSR copy of ``A^T`` so both products run as multithreaded row-wise kernels
+    (scipy's sparse @ dense is single-threaded).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+                 info: InputInfo, dense: torch.Tensor | None = None,
+                 csr: torch.Tensor | None = None, csr_t: torch.Tensor | None = None,
+                 operator: MatrixOperator | None = None) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.info = info
+        self.dense = dense
+        self._csr = csr
+        self._csr_t = csr_t
+        self._op = operator
+
+    @property
+    def m(self) -> int:
+        return int(self.shape[-2])
+
+    @property
+    def n(self) -> int:
+        return int(self.shape[-1])
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.shape[:-2])
+
+    def mm(self, X: torch.Tensor) -> torch.Tensor:
+        """``A @ X``."""
+        if self.dense is not None:
+            return self.dense @ X
+        if self._csr is not None:
+            return self._csr @ X
+        return self._op.mm(X)  # type: ignore[union-attr]
+
+    def rmm(self, X: torch.Tensor) -> torch.Tensor:
+        """``A^H @ X``."""
+        if self.dense is not None:
+            return self.dense.mH @ X
+        if self._csr_t is not None:
+            return self._csr_t @ X
+        return self._op.rmm(X)  # type: ignore[union-attr]
+
+
+def _torch_dtype(np_dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
+
+
+def _csr_from_scipy(csr: sp.csr_array, device: torch.device) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(csr.indptr.astype(np.int64)),
+            torch.from_numpy(csr.indices.astype(np.int64)),
+            torch.from_numpy(csr.data),
+            size=csr.shape, device=device, check_invariants=False,
+        )
+
+
+def _to_csr(coo: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return coo.to_sparse_csr()
+
+
+def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> LinearMap:
+    """Validate ``A`` and wrap it in a :class:`LinearMap` (dtype and device follow ``A``).
+
+    Integer inputs become float64 (numpy, scipy) or the default dtype (torch).
+    """
+    if sp.issparse(A):
+        check_matrix_shape(A.shape, name, func)
+        csr = sp.csr_array(A)
+        if csr.dtype.kind == "c":
+            raise param_error(name, func, "a real matrix", A)
+        if csr.dtype not in (np.float32, np.float64):
+            csr = csr.astype(np.float64)
+        check_finite(csr.data, name, func)
+        csr.sum_duplicates()
+        dtype = _torch_dtype(csr.dtype)
+        dev = torch.device("cpu")
+        csr_t = sp.csr_array(csr.T)
+        return LinearMap(shape=tuple(csr.shape), dtype=dtype, device=dev,
+                         info=InputInfo("sparse", dtype, dev),
+                         csr=_csr_from_scipy(csr, dev), csr_t=_csr_from_scipy(csr_t, dev))
+    if isinstance(A, torch.Tensor) and A.layout != torch.strided:
+        if A.ndim != 2:
+            raise param_error(name, func, "a 2-D sparse tensor", A)
+        check_matrix_shape(A.shape, name, func)
+        dtype = A.dtype if A.dtype.is_floating_point else torch.get_default_dtype()
+        if dtype not in (torch.float32, torch.float64):
+            dtype = torch.float32
+        coo = A.to_sparse_coo().coalesce().to(dtype)
+        check_finite(coo.values(), name, func)
+        return LinearMap(shape=tuple(A.shape), dtype=dtype, device=A.device,
+                         info=InputInfo("torch", dtype, A.device),
+                         csr=_to_csr(coo), csr_t=_to_csr(coo.t().coalesce()))
+    if isinstance(A, spla.LinearOperator):
+        op = MatrixOperator(A, name, func)
+        if op.dtype not in (torch.float32, torch.float64):
+            raise param_error(name, func, "a real float32 or float64 LinearOperator", A)
+        return LinearMap(shape=tuple(op.shape), dtype=op.dtype, device=op.device,
+                         info=op.info, operator=op)
+    if isinstance(A, MatrixOperator):
+        return LinearMap(shape=tuple(A.shape), dtype=A.dtype, device=A.device,
+                         info=A.info, operator=A)
+    t, info = as_tensor(A, name, func, ndim=2, batched=batched)
+    check_matrix_shape(t.shape, name, func, batched=batched)
+    if t.is_complex():
+        raise param_error(name, func, "a real matrix", A)
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)
+        info = InputInfo(info.kind, t.dtype, t.device)
+    return LinearMap(shape=tuple(t.shape), dtype=t.dtype, device=t.device, info=info,
+                     dense=t)
+
+
+def fro_norm_sq(A: LinearMap, chunk: int = 256) -> torch.Tensor:
+    """Squared Frobenius norm in float64, shape ``batch`` (a 0-d tensor for 2-D ``A``).
+
+    Dense inputs are reduced in row chunks (no float64 copy of ``A``); operators are
+    applied to the identity in column blocks (the cost of ``n`` matrix-vector products).
+    """
+    if A.dense is not None:
+        d = A.dense
+        total = torch.zeros(A.batch, dtype=torch.float64, device=A.device)
+        for i in range(0, A.m, chunk):
+            block = d[..., i:i + chunk, :].to(torch.float64)
+            total += block.square().sum(dim=(-2, -1))
+        return total
+    if A._csr is not None:
+        v = A._csr.values().to(torch.float64)
+        return v.square().sum()
+    total = torch.zeros((), dtype=torch.float64)
+    for j in range(0, A.n, chunk):
+        w = min(chunk, A.n - j)
+        eye = torch.zeros(A.n, w, dtype=A.dtype, device=A.device)
+        eye[j:j + w] = torch.eye(w, dtype=A.dtype, device=A.device)
+        total += A.mm(eye).to(torch.float64).square().sum()
+    return total
+
+
+def _householder(X: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.qr(X).Q
+
+
+def orthonormalize(X: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of the columns of ``X`` (shape ``(*, m, l)``, ``m >= l``).
+
+    Cholesky-QR2 (two rounds of ``X R^{-1}`` with ``R`` the Cholesky factor of the Gram
+    matrix, formed in float64) costs one GEMM-like pass instead of Householder QR's
+    BLAS-2-bound panel factorisations. When ``X`` is ill conditioned or rank deficient
+    the Cholesky factor fails or is untrustworthy, and Householder QR is used instead.
+
+    References
+    ----------
+    Fukaya, Nakatsukasa, Yanagisawa, Yamamoto, "CholeskyQR2: a simple and
+    communication-avoiding algorithm for computing a tall-skinny QR factorization",
+    ScalA 2014.
+    """
+    m, l = X.shape[-2], X.shape[-1]
+    if l > m or l == 0:
+        return _householder(X)
+    limit = _CHOLQR_MAX_COND.get(X.dtype)
+    if limit is None:
+        return _householder(X)
+    Q = X
+    for _ in range(2):
+        gram = (Q.mH @ Q).to(torch.float64)
+        R, info = torch.linalg.cholesky_ex(gram, upper=True)
+        if bool((info != 0).any()):
+            return _householder(X)
+        diag = R.diagonal(dim1=-2, dim2=-1).abs()
+        if bool((diag.amax(-1) > limit * diag.amin(-1)).any()):
+            return _householder(X)
+        Q = torch.linalg.solve_triangular(R.to(X.dtype), Q, upper=True, left=False)
+    if not bool(torch.isfinite(Q).all()):
+        return _householder(X)
+    return Q

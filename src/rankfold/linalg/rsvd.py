@@ -1,0 +1,392 @@
+"""Randomized SVD: fixed rank (subspace iteration or block Krylov) and to a tolerance.
+
+:func:`rsvd` computes a truncated SVD ``A ~ U diag(S) Vh`` of a dense, sparse or
+matrix-free ``A`` from a few passes over it. With ``rank=`` it returns that many
+singular triplets; with ``tol=`` it grows the approximation block by block until the
+relative Frobenius error ``||A - U diag(S) Vh||_F / ||A||_F`` is at most ``tol`` and
+returns the smallest rank that meets it. :class:`RSVD` is a thin estimator over it with
+the fit/transform interface of scikit-learn's ``TruncatedSVD``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from .._array import to_output
+from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
+from .._random import GeneratorLike, check_generator
+from .._validation import check_exactly_one, check_float, check_int, check_option
+from ._range import LinearMap, as_linear_map, fro_norm_sq, orthonormalize
+
+__all__ = ["SVDResult", "rsvd", "RSVD", "RSVD_METHODS"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_N_ITER = {"subspace": 4, "krylov": 2}
+_DEFAULT_N_ITER_TOL = 2
+_DEFAULT_OVERSAMPLE = 10
+
+
+class SVDResult(NamedTuple):
+    """A (truncated) SVD ``A ~ U @ diag(S) @ Vh``.
+
+    Attributes
+    ----------
+    U : array or tensor, shape (*, m, k)
+        Left singular vectors (orthonormal columns).
+    S : array or tensor, shape (*, k)
+        Singular values in non-increasing order.
+    Vh : array or tensor, shape (*, k, n)
+        Right singular vectors as rows (orthonormal rows), as in ``torch.linalg.svd``.
+    """
+
+    U: Any
+    S: Any
+    Vh: Any
+
+
+# --- fixed-rank algorithms -----------------------------------------------------------------
+
+def _randn(A: LinearMap, rows: int, cols: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(*A.batch, rows, cols, generator=g, dtype=A.dtype, device=A.device)
+
+
+def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
+              block_size: int | None, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4 + 5.1).
+
+    ``2 * n_iter + 2`` passes over ``A`` with ``rank + oversample`` columns; every
+    intermediate basis is re-orthonormalised (Cholesky-QR2) so float32 does not lose the
+    trailing directions. ``block_size`` is not used.
+    """
+    ell = min(rank + oversample, A.m, A.n)
+    Q = orthonormalize(A.mm(_randn(A, A.n, ell, generator)))
+    for _ in range(n_iter):
+        W = orthonormalize(A.rmm(Q))
+        Q = orthonormalize(A.mm(W))
+    Bh = A.rmm(Q)  # (n, ell) = (Q^H A)^H
+    u, s, vh = torch.linalg.svd(Bh, full_matrices=False)  # Bh = u s vh  => B = vh^H s u^H
+    return Q @ vh.mH, s, u.mH
+
+
+def _project_out(Z: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    for _ in range(2):  # "twice is enough" (Giraud et al. 2005)
+        Z = Z - W @ (W.mH @ Z)
+    return Z
+
+
+def _krylov(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
+            block_size: int | None, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Randomized block Krylov iteration (Musco & Musco 2015, Alg. 2), built on the right.
+
+    Builds an orthonormal basis ``W`` of ``span[Om, (A^H A) Om, ..., (A^H A)^q Om]`` with
+    block size ``b`` and keeps ``Y = A W`` from the same passes, so the Rayleigh-Ritz step
+    (SVD of ``A W``) needs no extra pass: ``2 q + 1`` passes of ``b`` columns in total.
+    The left Krylov space ``range(A W)`` is the one Musco & Musco use.
+    """
+    b = min(block_size if block_size is not None else rank + oversample, A.m, A.n)
+    W = orthonormalize(_randn(A, A.n, b, generator))
+    Ws, Ys = [W], []
+    width = b
+    for it in range(n_iter + 1):
+        Ys.append(A.mm(Ws[-1]))
+        if it == n_iter or width >= A.n:
+            break
+        Wall = torch.cat(Ws, dim=-1)
+        Z = _project_out(A.rmm(Ys[-1]), Wall)
+        take = min(b, A.n - width)
+        Z = orthonormalize(Z[..., :take])
+        Z = orthonormalize(_project_out(Z, Wall))
+        Ws.append(Z)
+        width += take
+    W = torch.cat(Ws, dim=-1)
+    Y = torch.cat(Ys, dim=-1)
+    Qy = orthonormalize(Y)
+    u, s, vh = torch.linalg.svd(Qy.mH @ Y, full_matrices=False)
+    return Qy @ u, s, vh @ W.mH
+
+
+RSVD_METHODS: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {
+    "subspace": _subspace,
+    "krylov": _krylov,
+}
+
+
+# --- adaptive rank (tolerance) -------------------------------------------------------------
+
+def _residual_sq_dense(A: torch.Tensor, Q: torch.Tensor, B: torch.Tensor,
+                       chunk: int = 2048) -> float:
+    """``||A - Q B||_F^2`` formed directly, row chunk by row chunk, accumulated in float64."""
+    total = 0.0
+    for i in range(0, A.shape[-2], chunk):
+        r = A[i:i + chunk] - Q[i:i + chunk] @ B
+        total += float(r.to(torch.float64).square().sum())
+    return total
+
+
+def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
+              generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Blocked randomized QB with an error indicator (Yu, Gu, Li 2018, Alg. 2, randQB_EI).
+
+    Grows ``A ~ Q B`` by blocks of ``b`` columns (each refined by ``n_iter`` power
+    iterations on the residual ``A - Q B``) while tracking the error indicator
+    ``E = ||A||_F^2 - sum_i ||B_i||_F^2`` in float64. Once ``E <= tol^2 ||A||_F^2`` the
+    SVD of ``B`` gives the error of every truncation, ``E + sum_{j > r} s_j^2``, and the
+    smallest rank ``r`` meeting the target is returned (rank ``r - 1`` misses it). For
+    float32 dense inputs and ``tol < 0.03`` the indicator, which cancels, is replaced by
+    the directly formed residual before stopping.
+    """
+    kmax = min(A.m, A.n)
+    b = block_size if block_size is not None else min(kmax, max(8, min(64, kmax // 16)))
+    norm_sq = float(fro_norm_sq(A))
+    target = tol * tol * norm_sq
+    if norm_sq == 0.0:
+        raise InvalidParameterError(
+            "The 'A' parameter of rsvd must not be the zero matrix when 'tol' is given "
+            "(the relative error is undefined). Got a matrix with ||A||_F = 0."
+        )
+    verify = A.dense is not None and A.dtype == torch.float32 and tol < 0.03
+    Q = torch.empty(A.m, 0, dtype=A.dtype, device=A.device)
+    B = torch.empty(0, A.n, dtype=A.dtype, device=A.device)
+    err = norm_sq
+    while Q.shape[-1] < kmax:
+        bb = min(b, kmax - Q.shape[-1])
+        Om = _randn(A, A.n, bb, generator)
+        Qi = orthonormalize(A.mm(Om) - Q @ (B @ Om))
+        for _ in range(n_iter):
+            Wi = orthonormalize(A.rmm(Qi) - B.mH @ (Q.mH @ Qi))
+            Qi = orthonormalize(A.mm(Wi) - Q @ (B @ Wi))
+        Qi = orthonormalize(_project_out(Qi, Q))
+        Bi = A.rmm(Qi).mH - (Qi.mH @ Q) @ B
+        Q = torch.cat([Q, Qi], dim=-1)
+        B = torch.cat([B, Bi], dim=-2)
+        err -= float(Bi.to(torch.float64).square().sum())
+        logger.debug("rsvd(tol): rank %d, error indicator %.3e", Q.shape[-1],
+                     math.sqrt(max(err, 0.0) / norm_sq))
+        if err <= target and verify:
+            err = _residual_sq_dense(A.dense, Q, B)  # type: ignore[arg-type]
+        if err <= target:
+            break
+    u, s, vh = torch.linalg.svd(B, full_matrices=False)
+    s64 = s.to(torch.float64)
+    # tail[r] = sum_{j >= r} s_j^2: the extra error of truncating B to rank r
+    tail = torch.flip(torch.cumsum(torch.flip(s64.square(), [0]), 0), [0])
+    tail = torch.cat([tail, tail.new_zeros(1)])
+    ok = (max(err, 0.0) + tail[1:]) <= target
+    r = int(torch.nonzero(ok)[0]) + 1 if bool(ok.any()) else s.shape[-1]
+    return (Q @ u)[:, :r], s[:r], vh[:r]
+
+
+# --- public function -----------------------------------------------------------------------
+
+def _fix_signs(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make the largest-magnitude entry of each column of ``U`` positive (flip Vh too)."""
+    idx = U.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.sign(torch.gather(U, -2, idx))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return U * signs, Vh * signs.mT
+
+
+def rsvd(
+    A: Any,
+    rank: int | None = None,
+    *,
+    tol: float | None = None,
+    n_iter: int | None = None,
+    oversample: int = _DEFAULT_OVERSAMPLE,
+    method: str = "subspace",
+    block_size: int | None = None,
+    generator: GeneratorLike = None,
+) -> SVDResult:
+    """Randomized truncated SVD to a fixed rank or to a relative error tolerance.
+
+    Parameters
+    ----------
+    A : array_like, torch.Tensor, scipy.sparse matrix or LinearOperator, shape (*, m, n)
+        The matrix. Dense torch tensors may be batched ``(*, m, n)`` (fixed rank only) and
+        may live on any device; scipy.sparse, sparse torch tensors and
+        :class:`scipy.sparse.linalg.LinearOperator` are used only through products.
+    rank : int, optional
+        Number of singular triplets, in ``[1, min(m, n)]``. Exactly one of ``rank`` and
+        ``tol`` must be given.
+    tol : float, optional
+        Relative Frobenius error target in ``(0, 1)``: the returned rank is the smallest
+        ``r`` with ``||A - U diag(S) Vh||_F <= tol ||A||_F`` for the computed basis
+        (randQB_EI). Not available for batched input (call rsvd per matrix).
+    n_iter : int, optional
+        ``"subspace"``: power (subspace) iterations, each two passes over ``A`` (default 4).
+        ``"krylov"``: Krylov depth ``q``, ``2 q + 1`` passes in total (default 2).
+        With ``tol``: power iterations per block (default 2).
+    oversample : int, default 10
+        Extra sampled directions beyond ``rank`` (fixed rank only).
+    method : {"subspace", "krylov"}, default "subspace"
+        Fixed-rank algorithm (see :data:`RSVD_METHODS`). Block Krylov reaches a given
+        accuracy in fewer passes when the spectrum decays slowly. ``tol`` mode always uses
+        the blocked QB of Yu, Gu & Li.
+    block_size : int, optional
+        ``"krylov"``: columns per Krylov block (default ``rank + oversample``).
+        ``tol`` mode: columns added per step (default ``clip(min(m, n) // 16, 8, 64)``).
+    generator : int, torch.Generator, numpy.random.Generator or None
+        Source of the random test matrices; an int gives reproducible results. The global
+        random state is never touched.
+
+    Returns
+    -------
+    SVDResult
+        ``U`` (*, m, k), ``S`` (*, k), ``Vh`` (*, k, n) with the dtype of ``A`` (float32
+        stays float32), as numpy arrays for non-torch inputs and as tensors on ``A``'s
+        device for torch inputs. Signs are fixed: the largest-magnitude entry of each
+        column of ``U`` is positive.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad ``rank``/``tol`` (both, neither, out of range), ``n_iter``, ``oversample``,
+        ``method``, ``block_size``, ``generator`` or ``A`` (NaN/inf, complex, wrong type).
+    ShapeError
+        ``A`` is not a (batched) matrix or is empty.
+    ConvergenceError
+        The result is not finite.
+
+    References
+    ----------
+    .. [1] N. Halko, P.-G. Martinsson, J. A. Tropp, "Finding structure with randomness",
+       SIAM Review 53(2), 2011: Alg. 4.4 (subspace iteration) and Alg. 5.1.
+    .. [2] C. Musco, C. Musco, "Randomized block Krylov methods for stronger and faster
+       approximate singular value decomposition", NeurIPS 2015, Alg. 2.
+    .. [3] W. Yu, Y. Gu, Y. Li, "Efficient randomized algorithms for the fixed-precision
+       low-rank matrix approximation", SIMAX 39(3), 2018, Alg. 2 (randQB_EI).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rankfold.linalg import rsvd
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((200, 8)) @ rng.standard_normal((8, 100))
+    >>> U, S, Vh = rsvd(A, 8, generator=0)
+    >>> bool(np.allclose((U * S) @ Vh, A))
+    True
+    >>> rsvd(A, tol=1e-6, generator=0).S.shape
+    (8,)
+    """
+    func = "rsvd"
+    mode = check_exactly_one(func, rank=rank, tol=tol)
+    method = check_option(method, "method", func, RSVD_METHODS)
+    oversample = check_int(oversample, "oversample", func, low=0)
+    n_iter = check_int(n_iter, "n_iter", func, low=0, allow_none=True)
+    block_size = check_int(block_size, "block_size", func, low=1, allow_none=True)
+    if mode == "tol":
+        tol = check_float(tol, "tol", func, low=0.0, high=1.0, closed_low=False,
+                          closed_high=False)
+        if method != "subspace":
+            raise InvalidParameterError(
+                "The 'method' parameter of rsvd must be 'subspace' when 'tol' is given "
+                f"(tolerance mode uses the blocked QB). Got {method!r} instead."
+            )
+    Amap = as_linear_map(A, "A", func)
+    kmax = min(Amap.m, Amap.n)
+    if mode == "rank":
+        rank = check_int(rank, "rank", func, low=1, high=kmax, high_name="min(m, n)")
+    elif Amap.batch:
+        raise InvalidParameterError(
+            f"The 'tol' parameter of rsvd is supported for a single matrix only (each "
+            f"matrix of a batch would need its own rank). Got tol={tol!r} with A of shape "
+            f"{tuple(Amap.shape)}; call rsvd on each matrix or pass rank=."
+        )
+    if mode == "rank" and method == "krylov" and block_size is not None:
+        iters = _DEFAULT_N_ITER["krylov"] if n_iter is None else n_iter
+        if block_size * (iters + 1) < rank:  # type: ignore[operator]
+            raise InvalidParameterError(
+                f"The 'block_size' parameter of rsvd must satisfy block_size * (n_iter + 1) "
+                f">= rank={rank} for method='krylov'. Got block_size={block_size} with "
+                f"n_iter={iters} instead."
+            )
+    g = check_generator(generator, Amap.device, func=func)
+    with torch.no_grad():
+        if mode == "rank":
+            iters = _DEFAULT_N_ITER[method] if n_iter is None else n_iter
+            U, S, Vh = RSVD_METHODS[method](Amap, rank, n_iter=iters, oversample=oversample,
+                                            block_size=block_size, generator=g)
+            U, S, Vh = U[..., :rank], S[..., :rank], Vh[..., :rank, :]
+        else:
+            iters = _DEFAULT_N_ITER_TOL if n_iter is None else n_iter
+            U, S, Vh = _adaptive(Amap, float(tol), n_iter=iters,  # type: ignore[arg-type]
+                                 block_size=block_size, generator=g)
+        if not (bool(torch.isfinite(S).all()) and bool(torch.isfinite(U).all())
+                and bool(torch.isfinite(Vh).all())):
+            raise ConvergenceError(
+                "rsvd produced non-finite values (overflow in the power iterations?); "
+                "rescale A or use float64."
+            )
+        U, Vh = _fix_signs(U.contiguous(), Vh.contiguous())
+    return to_output(SVDResult(U, S.contiguous(), Vh), Amap.info)
+
+
+# --- estimator -----------------------------------------------------------------------------
+
+class RSVD:
+    """Truncated randomized SVD as an estimator (fit / transform, like ``TruncatedSVD``).
+
+    Parameters are those of :func:`rsvd`. After :meth:`fit`, ``components_`` (k, n) holds
+    the right singular vectors, ``singular_values_`` (k,) the singular values, ``U_``
+    (m, k) the left singular vectors of the training matrix and ``rank_`` the rank (found
+    adaptively with ``tol``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rankfold.linalg import RSVD
+    >>> X = np.random.default_rng(0).standard_normal((100, 30))
+    >>> est = RSVD(5, generator=0).fit(X)
+    >>> est.transform(X).shape
+    (100, 5)
+    """
+
+    def __init__(self, rank: int | None = None, *, tol: float | None = None,
+                 n_iter: int | None = None, oversample: int = _DEFAULT_OVERSAMPLE,
+                 method: str = "subspace", block_size: int | None = None,
+                 generator: GeneratorLike = None) -> None:
+        self.rank = rank
+        self.tol = tol
+        self.n_iter = n_iter
+        self.oversample = oversample
+        self.method = method
+        self.block_size = block_size
+        self.generator = generator
+
+    def fit(self, X: Any, y: Any = None) -> RSVD:
+        """Compute the truncated SVD of ``X`` (shape (m, n)); returns ``self``."""
+        res = rsvd(X, self.rank, tol=self.tol, n_iter=self.n_iter,
+                   oversample=self.oversample, method=self.method,
+                   block_size=self.block_size, generator=self.generator)
+        self.U_, self.singular_values_, self.components_ = res
+        self.rank_ = int(res.S.shape[-1])
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError("This RSVD instance is not fitted yet; call fit(X) first.")
+
+    def transform(self, X: Any) -> Any:
+        """Project ``X`` (shape (p, n)) onto the right singular vectors: ``X @ Vh^T``."""
+        self._check_fitted()
+        Vh = self.components_
+        if isinstance(Vh, torch.Tensor):
+            return torch.as_tensor(X, dtype=Vh.dtype, device=Vh.device) @ Vh.mT
+        return X @ Vh.T
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """``fit(X)`` then ``U_ * singular_values_`` (equal to ``transform(X)``)."""
+        self.fit(X)
+        return self.U_ * self.singular_values_[None, :]
+
+    def inverse_transform(self, Z: Any) -> Any:
+        """Map projections ``Z`` (shape (p, k)) back: ``Z @ Vh``."""
+        self._check_fitted()
+        return Z @ self.components_
+
