@@ -10,6 +10,9 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # --- rsvd.py -----------------------------------------------------------------------------
+from .rsvd import RSVD, RSVD_METHODS, SVDResult, rsvd  # noqa: E402
+
+__all__ += ["rsvd", "RSVD", "RSVD_METHODS", "SVDResult"]
 
 # --- sketch.py, sampling.py, lstsq.py ----------------------------------------------------
 from .lstsq import LSTSQ_METHODS, LstsqInfo, LstsqResult, lstsq  # noqa: E402
