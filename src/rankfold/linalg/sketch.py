@@ -82,19 +82,24 @@ def fwht(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     n = x.shape[dim]
     if n & (n - 1):
         raise ShapeError(f"fwht needs a power-of-two length along dim {dim}. Got {n}.")
-    y = x.movedim(dim, 0).contiguous()
+    y = x.movedim(dim, 0).clone(memory_format=torch.contiguous_format)
     rest = y.shape[1:]
-    y = y.reshape(n, -1)
+    return _fwht_inplace(y.reshape(n, -1)).reshape(n, *rest).movedim(0, dim)
+
+
+def _fwht_inplace(y: torch.Tensor) -> torch.Tensor:
+    """In-place unnormalised FWHT along dim 0 of a contiguous 2-D tensor (returns ``y``)."""
+    n, k = y.shape
     h = 1
     while h < n:
-        v = y.view(n // (2 * h), 2, h, y.shape[1])
+        v = y.view(n // (2 * h), 2, h, k)
         a = v[:, 0]
         b = v[:, 1]
         diff = a - b
         a.add_(b)
         b.copy_(diff)
         h *= 2
-    return y.reshape(n, *rest).movedim(0, dim)
+    return y
 
 
 class SketchOperator(abc.ABC):
@@ -119,6 +124,7 @@ class SketchOperator(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    __array_ufunc__ = None  # numpy defers operators to us
 
     def __init__(self, d: int, size: int, *, generator: GeneratorLike = None,
                  dtype: torch.dtype = torch.float64,
@@ -238,6 +244,8 @@ class SketchOperator(abc.ABC):
 class _TransposedSketch:
     """``S.T``: supports ``A @ S.T`` (right application) and ``to_dense``."""
 
+    __array_ufunc__ = None  # make numpy defer ``ndarray @ S.T`` to __rmatmul__
+
     def __init__(self, op: SketchOperator) -> None:
         self.op = op
 
@@ -323,7 +331,7 @@ class SRHTSketch(SketchOperator):
         signs = self._signs.to(device=X.device, dtype=X.dtype)
         Y = torch.zeros((self.n_padded, X.shape[1]), dtype=X.dtype, device=X.device)
         Y[: self.d] = X * signs[:, None]
-        Y = fwht(Y, 0)
+        _fwht_inplace(Y)
         return Y[self._rows.to(X.device)] * (1.0 / math.sqrt(self.size))
 
 
