@@ -130,7 +130,6 @@ def svd_update(
     -------
     SVDUpdate
     """
-    eps = torch.finfo(C.dtype).eps
     m, c = C.shape
     if U is None or S is None or U.shape[1] == 0:
         Uc, Sc, Vhc = torch.linalg.svd(C, full_matrices=False)
@@ -139,12 +138,12 @@ def svd_update(
         return SVDUpdate(Uc[:, :k], Sc[:k], Vhc[:k] if keep_vh else None, discarded)
     k = U.shape[1]
     L, H = _orth_residual(U, C)
-    # residual directions: an SVD of H gives an exactly orthonormal J and lets us drop
-    # directions at rounding level (rank(H) <= m - k in exact arithmetic)
+    # residual directions from an SVD of H: J is orthonormal to working precision, and
+    # since rank(H) <= m - k in exact arithmetic only directions at rounding level are
+    # dropped when k + c > m (low-rank data still yields `rank` triplets, the extra ones
+    # with singular values at rounding level)
     Jh, Sh, Vhh = torch.linalg.svd(H, full_matrices=False)
-    scale = max(float(S[0]) if S.numel() else 0.0, float(torch.linalg.matrix_norm(C, ord=2)))
-    keep = Sh > max(m, c) * eps * scale
-    p = min(int(keep.sum()), m - k)
+    p = min(Sh.shape[0], m - k)
     dropped_h = float((Sh[p:].to(torch.float64) ** 2).sum())
     J = Jh[:, :p]
     K = Sh[:p, None] * Vhh[:p]
