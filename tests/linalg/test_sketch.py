@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -22,6 +23,21 @@ from rankfold.linalg import (
 from rankfold.linalg.sketch import fwht
 
 KINDS = sorted(SKETCHES)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # these problems are small: threads only add synchronisation cost (and under heavy
+    # CPU contention OpenMP barriers dominate)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - numpy then keeps its threads
+        threadpool_limits = contextlib.nullcontext
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
 
 
 def hadamard(n: int) -> torch.Tensor:
