@@ -15,3 +15,13 @@ __all__: list[str] = []
 # --- tensors (_tensors.py) ----------------------------------------------------------------
 
 # --- continuous-indexed data (_funbat.py) -------------------------------------------------
+from ._funbat import (  # noqa: E402
+    FUNBAT_DATASETS,
+    FunBaTSplit,
+    funbat_data_dir,
+    load_funbat,
+    load_funbat_truth,
+)
+
+__all__ += ["FUNBAT_DATASETS", "FunBaTSplit", "funbat_data_dir", "load_funbat",
+            "load_funbat_truth"]

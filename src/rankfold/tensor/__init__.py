@@ -17,3 +17,17 @@ __all__ += [
 ]
 
 # --- functional.py (FunBaT) --------------------------------------------------------------
+from .functional import (  # noqa: E402
+    FunBaTResult,
+    FunctionalCP,
+    FunctionalTucker,
+    funbat,
+    funbat_latent,
+    funbat_predict,
+    plot_latent_functions,
+)
+
+__all__ += [
+    "FunctionalTucker", "FunctionalCP", "FunBaTResult", "funbat", "funbat_predict",
+    "funbat_latent", "plot_latent_functions",
+]

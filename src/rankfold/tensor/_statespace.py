@@ -50,6 +50,7 @@ __all__ = [
     "matern_state_space",
     "matern_kernel",
     "discretize",
+    "state_transitions",
     "kalman_smoother",
     "pseudo_log_likelihood",
     "conditional_predict",
@@ -278,7 +279,8 @@ def _filter_elements(A: torch.Tensor, Q: torch.Tensor, P0: torch.Tensor, H: torc
         while Lr_.ndim < A.ndim:  # broadcast sites over hyper-parameter batch dims
             Lr_ = Lr_.unsqueeze(1)
             eta_ = eta_.unsqueeze(1)
-        mq, Pq, IKH, Bc, S, Ph = _update(zs, Q, H, Lr_, eta_.expand(zs.shape[:-1] + eta_.shape[-1:]))
+        eta_ = eta_.expand(zs.shape[:-1] + eta_.shape[-1:])
+        mq, Pq, IKH, Bc, S, Ph = _update(zs, Q, H, Lr_, eta_)
         A_el[1:] = IKH @ A
         b_el[1:] = mq
         C_el[1:] = Pq
@@ -292,50 +294,71 @@ def _filter_elements(A: torch.Tensor, Q: torch.Tensor, P0: torch.Tensor, H: torc
     return A_el, b_el, C_el, e_el, J_el
 
 
+def _assoc_scan(elems: tuple[torch.Tensor, ...],
+                combine: Callable[[tuple, tuple], tuple]) -> tuple[torch.Tensor, ...]:
+    """Inclusive prefix scan along dim 0 with an associative ``combine(earlier, later)``.
+
+    Work-efficient recursive (Blelloch-type) form: pairs are combined, the half-length
+    sequence is scanned, and the even positions are filled in; about ``2 S`` combinations
+    in ``2 log2 S`` batched calls.
+    """
+    n = elems[0].shape[0]
+    if n == 1:
+        return elems
+    pairs = combine(tuple(e[0:n - 1:2] for e in elems), tuple(e[1:n:2] for e in elems))
+    sp = _assoc_scan(pairs, combine)
+    out = tuple(torch.empty_like(e) for e in elems)
+    for o, e, q in zip(out, elems, sp, strict=True):
+        o[1::2] = q
+        o[0] = e[0]
+    if n > 2:
+        m = (n - 1) // 2
+        rest = combine(tuple(q[:m] for q in sp), tuple(e[2::2] for e in elems))
+        for o, r in zip(out, rest, strict=True):
+            o[2::2] = r
+    return out
+
+
+def _filter_combine(ei: tuple, ej: tuple) -> tuple:
+    """(A, b, C, eta, J)_i (x) (A, b, C, eta, J)_j, Sarkka and Garcia-Fernandez Lemma 8."""
+    Ai, bi, Ci, etai, Ji = ei
+    Aj, bj, Cj, etaj, Jj = ej
+    D = Ai.shape[-1]
+    eye = torch.eye(D, dtype=Ai.dtype, device=Ai.device)
+    LU, piv = torch.linalg.lu_factor(eye + Ci @ Jj)
+    rhs = torch.cat([Ai, (bi + (Ci @ etaj[..., None])[..., 0])[..., None], Ci @ _tr(Aj)], -1)
+    X = torch.linalg.lu_solve(LU, piv, rhs)
+    An = Aj @ X[..., :D]
+    bn = (Aj @ X[..., D:D + 1])[..., 0] + bj
+    Cn = _sym(Aj @ X[..., D + 1:] + Cj)
+    # I + J_j C_i is the transpose of I + C_i J_j (C, J symmetric): reuse the LU
+    rhs2 = torch.cat([(etaj - (Jj @ bi[..., None])[..., 0])[..., None], Jj @ Ai], -1)
+    Y = torch.linalg.lu_solve(LU, piv, rhs2, adjoint=True)
+    etan = (_tr(Ai) @ Y[..., :1])[..., 0] + etai
+    Jn = _sym(_tr(Ai) @ Y[..., 1:] + Ji)
+    return An, bn, Cn, etan, Jn
+
+
 def _scan_filter(A: torch.Tensor, b: torch.Tensor, C: torch.Tensor, e: torch.Tensor,
                  J: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inclusive forward prefix scan of filtering elements (Hillis-Steele); returns (m, P)."""
-    S_len = A.shape[0]
-    D = A.shape[-1]
-    eye = torch.eye(D, dtype=A.dtype, device=A.device)
-    step = 1
-    while step < S_len:
-        Ai, bi, Ci, ei, Ji = A[:-step], b[:-step], C[:-step], e[:-step], J[:-step]
-        Aj, bj, Cj, ej, Jj = A[step:], b[step:], C[step:], e[step:], J[step:]
-        rhs = torch.cat([Ai, (bi + (Ci @ ej[..., None])[..., 0])[..., None], Ci @ _tr(Aj)], -1)
-        X = torch.linalg.solve(eye + Ci @ Jj, rhs)
-        An = Aj @ X[..., :D]
-        bn = (Aj @ X[..., D:D + 1])[..., 0] + bj
-        Cn = _sym(Aj @ X[..., D + 1:] + Cj)
-        rhs2 = torch.cat([(ej - (Jj @ bi[..., None])[..., 0])[..., None], Jj @ Ai], -1)
-        Y = torch.linalg.solve(eye + Jj @ Ci, rhs2)
-        en = (_tr(Ai) @ Y[..., :1])[..., 0] + ei
-        Jn = _sym(_tr(Ai) @ Y[..., 1:] + Ji)
-        A = torch.cat([A[:step], An])
-        b = torch.cat([b[:step], bn])
-        C = torch.cat([C[:step], Cn])
-        e = torch.cat([e[:step], en])
-        J = torch.cat([J[:step], Jn])
-        step *= 2
-    return b, C
+    """Forward scan of filtering elements; returns the filtered (m, P)."""
+    out = _assoc_scan((A, b, C, e, J), _filter_combine)
+    return out[1], out[2]
+
+
+def _smoother_combine_rev(ej: tuple, ei: tuple) -> tuple:
+    """Reversed-order combination of smoothing elements (E, g, L), Lemma 10:
+    (E_i, g_i, L_i) (x) (E_j, g_j, L_j) with i before j."""
+    Ei, gi, Li = ei
+    Ej, gj, Lj = ej
+    return (Ei @ Ej, (Ei @ gj[..., None])[..., 0] + gi, _sym(Ei @ Lj @ _tr(Ei) + Li))
 
 
 def _scan_smoother(E: torch.Tensor, g: torch.Tensor, L: torch.Tensor,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inclusive backward suffix scan of smoothing elements (Sarkka 2021 Lemma 10)."""
-    S_len = E.shape[0]
-    step = 1
-    while step < S_len:
-        Ei, gi, Li = E[:-step], g[:-step], L[:-step]
-        Ej, gj, Lj = E[step:], g[step:], L[step:]
-        En = Ei @ Ej
-        gn = (Ei @ gj[..., None])[..., 0] + gi
-        Ln = _sym(Ei @ Lj @ _tr(Ei) + Li)
-        E = torch.cat([En, E[-step:]])
-        g = torch.cat([gn, g[-step:]])
-        L = torch.cat([Ln, L[-step:]])
-        step *= 2
-    return g, L
+    """Backward (suffix) scan of smoothing elements; returns the smoothed (m, P)."""
+    out = _assoc_scan((E.flip(0), g.flip(0), L.flip(0)), _smoother_combine_rev)
+    return out[1].flip(0), out[2].flip(0)
 
 
 def _solve_psd(M: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -391,8 +414,24 @@ def _ss_from(kernel: str, lengthscale: torch.Tensor, variance: torch.Tensor,
         shape + getattr(flat[0], f).shape) for f in StateSpace._fields])
 
 
+def state_transitions(t: torch.Tensor, R: int, *, kernel: str, lengthscale: float,
+                      variance: float, dtype: torch.dtype = torch.float64,
+                      device: torch.device | str | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Block-diagonal transitions of ``R`` components over sorted ``t``.
+
+    Returns ``A, Q`` of shape (S - 1, R d, R d) and the stationary covariance ``P0``
+    (R d, R d); pass them to :func:`kalman_smoother` (``transitions=``) to reuse them
+    while the hyper-parameters do not change.
+    """
+    ss = matern_state_space(kernel, lengthscale, variance, dtype=dtype, device=device)
+    return _transitions(t.to(dtype=dtype, device=device), ss, R)
+
+
 def kalman_smoother(t: torch.Tensor, Lam: torch.Tensor, eta: torch.Tensor, *,
-                    kernel: str, lengthscale: float, variance: float) -> SmootherResult:
+                    kernel: str, lengthscale: float, variance: float,
+                    transitions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                    ) -> SmootherResult:
     """Posterior of ``R`` independent Matern GPs given natural-parameter sites.
 
     The prior of each of the ``R`` components is a zero-mean GP with the given Matern
@@ -406,6 +445,8 @@ def kalman_smoother(t: torch.Tensor, Lam: torch.Tensor, eta: torch.Tensor, *,
     Lam : (S, R, R) PSD site precisions.
     eta : (S, R) site linear terms.
     kernel, lengthscale, variance : the Matern prior of every component.
+    transitions : (A, Q, P0), optional
+        Precomputed :func:`state_transitions` for these coordinates and hyper-parameters.
 
     Returns
     -------
@@ -433,7 +474,7 @@ def kalman_smoother(t: torch.Tensor, Lam: torch.Tensor, eta: torch.Tensor, *,
     ss = matern_state_space(kernel, lengthscale, variance, dtype=dtype, device=device)
     d = ss.F.shape[-1]
     H = _selector(R, d, dtype, device)
-    A, Q, P0 = _transitions(t.to(dtype), ss, R)
+    A, Q, P0 = _transitions(t.to(dtype), ss, R) if transitions is None else transitions
     Lr = _site_roots(Lam)
     els = _filter_elements(A, Q, P0, H, Lr, eta)
     mf, Pf = _scan_filter(*els)
