@@ -103,7 +103,7 @@ def _leverage_sketch(A: torch.Tensor, rcond: float, opts: dict[str, Any]) -> tor
     # has nearly orthonormal columns); a JL projection Pi_2 then gives row norms cheaply.
     m, n = A.shape
     g = opts["generator"]
-    size = opts["sketch_size"] or min(m, max(4 * n, n + 10))
+    size = opts["sketch_size"] or min(m, 20 * n)
     S1 = make_sketch(opts["sketch_kind"], m, size, generator=g, device=A.device,
                      func="leverage_scores")
     _, s, Vh = torch.linalg.svd(S1.apply(A), full_matrices=False)
@@ -144,7 +144,9 @@ def leverage_scores(A: Any, *, method: str = "exact", rcond: float | None = None
     sketch_kind : str, default "sparse_sign"
         Sketch for ``Pi_1`` (``"sketch"`` method only).
     sketch_size : int, optional
-        Rows of ``Pi_1``, default ``min(m, 4 n)``.
+        Rows of ``Pi_1``, default ``min(m, 20 n)`` (then ``A V_r Sigma_r^{-1}`` has
+        singular values within about ``1 +- sqrt(1/20)`` of 1, so each score is within a
+        factor of about 1.5 of the truth, up to the JL error).
     jl_dim : int, optional
         Columns of ``Pi_2``, default ``max(20, ceil(8 log m))``.
     generator : int, torch.Generator, numpy.random.Generator or None
@@ -241,7 +243,7 @@ LEWIS_METHODS: dict[str, Callable[..., tuple[torch.Tensor, int, float]]] = {
 }
 
 
-def lewis_weights(A: Any, p: float, *, n_iter: int = 200, tol: float = 1e-8,
+def lewis_weights(A: Any, p: float, *, n_iter: int = 200, tol: float | None = None,
                   method: str = "relaxed", rcond: float | None = None) -> Any:
     """l_p Lewis weights of the rows of ``A`` (Cohen & Peng 2015).
 
@@ -256,7 +258,8 @@ def lewis_weights(A: Any, p: float, *, n_iter: int = 200, tol: float = 1e-8,
         Norm exponent, ``p > 0``.
     n_iter : int, default 200
         Maximum iterations.
-    tol : float, default 1e-8
+    tol : float, optional
+        Default 1e-8 for float64, 1e-5 for float32, 1e-2 otherwise.
         Stop when ``max_i |w_i^new - w_i| / max(w_i, 1e3 eps max(w)) <= tol``.
     method : {"relaxed", "fixed_point"}, default "relaxed"
         ``"fixed_point"``: the Cohen-Peng iteration ``w <- T(w)``, a contraction with
@@ -290,13 +293,18 @@ def lewis_weights(A: Any, p: float, *, n_iter: int = 200, tol: float = 1e-8,
     func = "lewis_weights"
     check_float(p, "p", func, low=0.0, closed_low=False)
     check_int(n_iter, "n_iter", func, low=1)
-    check_float(tol, "tol", func, low=0.0, closed_low=False)
+    check_float(tol, "tol", func, low=0.0, closed_low=False, allow_none=True)
     check_option(method, "method", func, LEWIS_METHODS)
     check_float(rcond, "rcond", func, low=0.0, high=1.0, allow_none=True)
     X, numpy_out = _as_matrix(A, func)
     rc = rcond if rcond is not None else max(X.shape) * torch.finfo(X.dtype).eps
-    w = _lewis_weights_tensor(X, float(p), n_iter, tol, method, rc)
+    w = _lewis_weights_tensor(X, float(p), n_iter, tol if tol is not None else _lewis_tol(X),
+                              method, rc)
     return _out(w, numpy_out)
+
+
+def _lewis_tol(X: torch.Tensor) -> float:
+    return {torch.float64: 1e-8, torch.float32: 1e-5}.get(X.dtype, 1e-2)
 
 
 def _lewis_weights_tensor(X: torch.Tensor, p: float, n_iter: int, tol: float, method: str,
@@ -317,7 +325,7 @@ def _lewis_weights_tensor(X: torch.Tensor, p: float, n_iter: int, tol: float, me
 def _sensitivity_bounds_tensor(X: torch.Tensor, p: float, rcond: float) -> torch.Tensor:
     if p == 2.0:
         return _leverage_exact(X, rcond, {}).clamp(max=1.0)
-    w = _lewis_weights_tensor(X, p, 200, 1e-8, "relaxed", rcond)
+    w = _lewis_weights_tensor(X, p, 200, _lewis_tol(X), "relaxed", rcond)
     d = float(w.sum())  # = numerical rank
     factor = d ** max(0.0, p / 2.0 - 1.0)
     return (factor * w).clamp(max=1.0)
@@ -369,7 +377,7 @@ def _scores_root_leverage(X: torch.Tensor, p: float, rc: float) -> torch.Tensor:
 
 
 def _scores_lewis(X: torch.Tensor, p: float, rc: float) -> torch.Tensor:
-    return _lewis_weights_tensor(X, p, 200, 1e-8, "relaxed", rc)
+    return _lewis_weights_tensor(X, p, 200, _lewis_tol(X), "relaxed", rc)
 
 
 def _scores_sensitivity(X: torch.Tensor, p: float, rc: float) -> torch.Tensor:
