@@ -7,6 +7,7 @@ Used by the command line (``rankfold svd INPUT``). Every failure is a
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -114,8 +115,10 @@ def _load_text(path: Path, delimiter: str) -> np.ndarray:
     tokens = [t.strip() for t in first.split(delimiter)]
     skip = 0 if all(_is_number(t) for t in tokens if t) else 1  # a header line
     try:
-        arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2,
-                         dtype=np.float64, encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2,
+                             dtype=np.float64, encoding="utf-8")
     except ValueError as exc:
         raise DataFileError(
             f"{path}: expected a numeric table with the same number of "
