@@ -122,3 +122,27 @@ def test_wrong_array_contents(tmp_path: Path) -> None:
         load_matrix(tmp_path / "o.npy")
     with pytest.raises(DataFileError, match=r"is a directory"):
         load_matrix(tmp_path)
+
+
+# --- real matrices shipped in wheels -----------------------------------------------------------
+
+def test_real_matrix_loaders() -> None:
+    from rankfold import InvalidParameterError
+    from rankfold.datasets import load_digits_matrix, load_indian_pines
+    from rankfold.linalg import rsvd
+
+    X, y = load_digits_matrix(return_labels=True)
+    assert X.shape == (1797, 64) and X.dtype == np.float64 and X.min() == 0 and X.max() == 16
+    assert sorted(set(y.tolist())) == list(range(10))
+    assert load_digits_matrix(dtype=np.float32).dtype == np.float32
+    P = load_indian_pines()
+    assert P.shape == (21025, 200) and P.dtype == np.float32
+    cube = load_indian_pines(unfolded=False, dtype=np.float64)
+    assert cube.shape == (145, 145, 200) and np.array_equal(cube.reshape(-1, 200), P)
+    with pytest.raises(InvalidParameterError, match=r"'dtype' parameter of load_digits_matrix"):
+        load_digits_matrix(dtype=np.int32)
+    with pytest.raises(InvalidParameterError, match=r"'unfolded'.*Got 'yes'"):
+        load_indian_pines(unfolded="yes")
+    # randomized SVD of real data against the exact singular values
+    s = np.linalg.svd(X, compute_uv=False)
+    assert np.allclose(rsvd(X, 10, generator=0).S, s[:10], rtol=1e-6)

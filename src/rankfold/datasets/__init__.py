@@ -9,6 +9,9 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # --- matrices (_matrices.py) --------------------------------------------------------------
+from ._matrices import load_digits_matrix, load_indian_pines  # noqa: E402
+
+__all__ += ["load_digits_matrix", "load_indian_pines"]
 
 # --- ratings (_ratings.py) ----------------------------------------------------------------
 
