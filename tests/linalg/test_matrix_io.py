@@ -145,4 +145,4 @@ def test_real_matrix_loaders() -> None:
         load_indian_pines(unfolded="yes")
     # randomized SVD of real data against the exact singular values
     s = np.linalg.svd(X, compute_uv=False)
-    assert np.allclose(rsvd(X, 10, generator=0).S, s[:10], rtol=1e-6)
+    assert np.allclose(rsvd(X, 10, generator=0).S, s[:10], rtol=1e-5)
