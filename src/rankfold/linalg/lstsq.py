@@ -195,14 +195,20 @@ class _Precond(NamedTuple):
 
 def _svd_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond:
     """LSRN: ``M = V_r diag(1/s_r)`` from the thin SVD of the sketch, rank ``r``."""
-    U, s, Vh = torch.linalg.svd(SA, full_matrices=False)
+    if SA.shape[0] >= 2 * SA.shape[1]:  # QR first: the SVD then works on the n x n factor
+        Q, R = torch.linalg.qr(SA, mode="reduced")
+        Ur, s, Vh = torch.linalg.svd(R)
+        UtSb = Ur.mH @ (Q.mH @ Sb)
+    else:
+        U, s, Vh = torch.linalg.svd(SA, full_matrices=False)
+        UtSb = U.mH @ Sb
     smax = float(s[0])
     if not math.isfinite(smax):
         raise ConvergenceError("lstsq: the sketch of A has non-finite singular values.")
     r = max(int((s > rcond * smax).sum()), 1) if smax > 0 else 1
     M = Vh[:r].mH / s[:r]
     cond = smax / float(s[r - 1]) if float(s[r - 1]) > 0 else float("inf")
-    x0 = M @ (U[:, :r].mH @ Sb)
+    x0 = M @ UtSb[:r]
     return _Precond(lambda y: M @ y, lambda z: M.mH @ z, r, r, cond, x0)
 
 
@@ -225,11 +231,11 @@ def _sketch_and_factor(op: MatrixOperator, b: torch.Tensor, o: dict[str, Any]) -
     m, _ = op.shape
     S = make_sketch(o["sketch_kind"], m, o["size"], generator=o["generator"], dtype=op.dtype,
                     device=op.device, func="lstsq", **o["sketch_options"])
-    if op.is_dense:
-        SA = S.apply(op.dense)
+    if op.is_dense:  # already validated: skip the second finiteness scan of apply()
+        SA = S._apply_tensor(op.dense, "left")  # noqa: SLF001
     else:
         SA = torch.as_tensor(S.apply(o["A_sparse"]), dtype=op.dtype, device=op.device)
-    Sb = S.apply(b)
+    Sb = S._apply_tensor(b, "left")  # noqa: SLF001
     if o["preconditioner"] == "qr":
         pre = _qr_precond(SA, Sb, o["rcond"])
         if pre is not None:

@@ -348,12 +348,17 @@ class _SparseSketch(SketchOperator):
     def _csr(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (dtype, device)
         if key not in self._csr_cache:
-            idx = torch.stack([self._rows.reshape(-1), self._cols]).to(device)
+            # CSR directly: a stable sort by row keeps the columns ascending in each row
+            rows = self._rows.reshape(-1)
+            order = torch.sort(rows, stable=True).indices
+            crow = torch.zeros(self.size + 1, dtype=torch.int64, device=self.device)
+            crow[1:] = torch.cumsum(torch.bincount(rows, minlength=self.size), 0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                coo = torch.sparse_coo_tensor(idx, self._vals.reshape(-1).to(device, dtype),
-                                              (self.size, self.d)).coalesce()
-                self._csr_cache[key] = coo.to_sparse_csr()
+                self._csr_cache[key] = torch.sparse_csr_tensor(
+                    crow.to(device), self._cols[order].to(device),
+                    self._vals.reshape(-1)[order].to(device=device, dtype=dtype),
+                    (self.size, self.d))
         return self._csr_cache[key]
 
     def _left(self, X: torch.Tensor) -> torch.Tensor:
