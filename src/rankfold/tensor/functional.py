@@ -193,9 +193,9 @@ def _hyper_marglik(t: torch.Tensor, Lam: torch.Tensor, eta: torch.Tensor, kernel
                    ell: float, var: float, first: bool) -> tuple[float, float]:
     """Climb the Kalman-filter log likelihood of the current pseudo-observations.
 
-    The first call scans a wide grid (lengthscale from half the smallest coordinate gap to
-    twice the range, variance x0.1..x10); later calls take one step on a x(2/3)..x1.5
-    grid around the current values.
+    The first two calls (``first=True``) scan a wide grid (lengthscale from half the
+    smallest coordinate gap to twice the range, variance x0.1..x10); later calls take one
+    step on a x0.6..x1.67 grid around the current values.
     """
     if t.shape[0] < 3:
         return ell, var
@@ -203,10 +203,11 @@ def _hyper_marglik(t: torch.Tensor, Lam: torch.Tensor, eta: torch.Tensor, kernel
     if first:
         gap = float((t[1:] - t[:-1]).min().clamp_min(1e-6))
         lo = max(0.5 * gap, 1e-4)
-        ells = torch.logspace(math.log10(lo), math.log10(2.0), 10, dtype=dt)
+        ells = torch.cat([torch.logspace(math.log10(lo), math.log10(2.0), 10, dtype=dt),
+                          torch.tensor([ell], dtype=dt)])
         vars_ = var * torch.logspace(-1.0, 1.0, 3, dtype=dt)
     else:
-        f = torch.tensor([2.0 / 3.0, 1.0, 1.5], dtype=dt)
+        f = torch.tensor([0.6, 1.0, 1.0 / 0.6], dtype=dt)
         ells = (ell * f).clamp(1e-5, 1e2)
         vars_ = (var * f).clamp(1e-4, 1e4)
     E, V = torch.meshgrid(ells, vars_, indexing="ij")
@@ -275,6 +276,30 @@ def _check_common(func: str, kernel: str, n_epochs: int, damping: float, tol: fl
 # the algorithm
 
 
+def _unfolding_vectors(idx: list[torch.Tensor], y: torch.Tensor, k: int, S: int, R: int,
+                       ) -> torch.Tensor:
+    """Top-R left singular vectors (S, R) of the sparse zero-filled mode-k unfolding."""
+    import scipy.sparse as sp
+
+    ind = np.stack([i.detach().cpu().numpy() for i in idx], 1)
+    others = [j for j in range(ind.shape[1]) if j != k]
+    if others:
+        dims = [int(ind[:, j].max()) + 1 for j in others]
+        keys = np.ravel_multi_index(tuple(ind[:, j] for j in others), dims)
+        _, col = np.unique(keys, return_inverse=True)
+    else:
+        col = np.zeros(ind.shape[0], dtype=np.int64)
+    col = col.reshape(-1)
+    M = sp.csr_array((y.detach().cpu().double().numpy(), (ind[:, k], col)),
+                     shape=(S, int(col.max()) + 1))
+    G = (M @ M.T).toarray()
+    _, V = np.linalg.eigh(G)
+    V = V[:, ::-1][:, :min(R, S)]
+    out = np.zeros((S, R))
+    out[:, :V.shape[1]] = V
+    return torch.from_numpy(out)
+
+
 class _State:
     """Mutable working state of one fit (per-coordinate and global statistics only)."""
 
@@ -293,24 +318,28 @@ class _State:
             self.t.append(tk)
             self.idx.append(ik)
             R, S = ranks[k], tk.shape[0]
+            # initial posterior means: leading singular vectors of the zero-filled mode-k
+            # unfolding over the unique coordinates (an HOSVD start), plus a small random
+            # part; the *prior* mean stays zero.
+            lead = _unfolding_vectors(self.idx, y, k, S, R) * math.sqrt(S)
             noise = torch.randn(S, R, generator=gen, dtype=dt, device=dev)
-            # a random smooth-ish start: random values at the unique coordinates, small
-            # spread. The *prior* mean stays zero; only the initial posterior is random.
-            self.mu.append(noise * math.sqrt(vars_[k]))
+            self.mu.append((lead.to(dtype=dt, device=dev) + 0.1 * noise) * math.sqrt(vars_[k]))
             self.S2.append(self.mu[k][:, :, None] * self.mu[k][:, None, :]
                            + 0.01 * vars_[k] * torch.eye(R, dtype=dt, device=dev))
             self.Lam.append(torch.zeros(S, R, R, dtype=dt, device=dev))
             self.eta.append(torch.zeros(S, R, dtype=dt, device=dev))
             self.smoothed.append(None)
         self.trans: list[tuple | None] = [None] * self.K
-        self.hyper_done = [False] * self.K
+        self.hyper_calls = [0] * self.K
         P = ranks[0] if cp else math.prod(ranks)
         self.P = P
         self.LamW = torch.zeros(P, P, dtype=dt, device=dev)
         self.etaW = torch.zeros(P, dtype=dt, device=dev)
         self.mW = torch.zeros(P, dtype=dt, device=dev)
         self.SW = core_variance * torch.eye(P, dtype=dt, device=dev)
-        self.tau_a, self.tau_b = a0, b0
+        # start from a noise variance of 10% of the (standardised) target variance; with
+        # the prior's E[tau] = a0 / b0 the first, uninformed factors are shrunk to zero
+        self.tau_a, self.tau_b = 1.0, 0.1
         self.yy = float((y * y).sum())
 
     @property
@@ -360,8 +389,8 @@ class _State:
         if hyper is not None:
             self.ells[k], self.vars[k] = hyper(self.t[k], self.Lam[k], self.eta[k],
                                                self.kernel, self.ells[k], self.vars[k],
-                                               not self.hyper_done[k])
-            self.hyper_done[k] = True
+                                               self.hyper_calls[k] < 2)
+            self.hyper_calls[k] += 1
         key = (self.ells[k], self.vars[k])
         if self.trans[k] is None or self.trans[k][0] != key:
             self.trans[k] = (key, state_transitions(
@@ -405,7 +434,7 @@ class _State:
         Z2 = acc.reshape(Qa, Qa, RK, RK).permute(0, 2, 1, 3).reshape(P, P)
         return 0.5 * (Z2 + Z2.T), zy
 
-    def update_core_and_noise(self, rho: float) -> None:
+    def update_core_and_noise(self, rho: float, update_noise: bool = True) -> None:
         Z2, zy = self.core_stats()
         tau = self.Etau
         self.LamW = (1 - rho) * self.LamW + rho * tau * Z2
@@ -418,12 +447,15 @@ class _State:
                                    "definite; try a smaller 'damping'.")
         self.SW = torch.cholesky_inverse(c)
         self.mW = torch.cholesky_solve(self.etaW[:, None], c)[:, 0]
-        # Gamma update of tau with the expected squared error (core covariance included)
-        Eww = self.SW + self.mW[:, None] * self.mW[None, :]
-        sse = self.yy - 2.0 * float(zy @ self.mW) + float((Eww * Z2).sum())
-        sse = max(sse, 1e-12 * self.N)
-        self.tau_a = self.a0 + 0.5 * self.N
-        self.tau_b = self.b0 + 0.5 * sse
+        # Gamma update of tau. The residuals are taken at the posterior mean: the full
+        # expected squared error (which adds the latent and core variances) feeds a
+        # shrinkage spiral in this product model (larger noise -> smaller factors ->
+        # larger expected error) and was seen to collapse fits to zero.
+        if update_noise:
+            r = self.y - self.train_mean()
+            sse = max(float(r @ r), 1e-12 * self.N)
+            self.tau_a = self.a0 + 0.5 * self.N
+            self.tau_b = self.b0 + 0.5 * sse
         if not math.isfinite(self.tau_b) or not bool(torch.isfinite(self.mW).all()):
             raise ConvergenceError("FunBaT: the core or noise update produced non-finite "
                                    "values; try a smaller 'damping'.")
@@ -433,8 +465,7 @@ class _State:
         modes = list(range(self.K))
         for sl in _chunks(self.N, self.P):
             n = sl.stop - sl.start
-            out[sl] = _combine_vec(self._gather(modes, sl, False), self.cp, n, self.y) @ self.mW
-
+            out[sl] = _combine_vec(self._gather(modes, sl, False), self.cp, n, self.mW) @ self.mW
         return out
 
     def snapshot(self, shift: torch.Tensor, scale: torch.Tensor, y_mean: float,
@@ -452,7 +483,7 @@ def funbat(
     ranks: int | Sequence[int],
     *,
     structure: str = "tucker",
-    kernel: str = "matern32",
+    kernel: str = "matern12",
     lengthscale: float | Sequence[float] = 0.1,
     variance: float | Sequence[float] = 1.0,
     hyperparameters: str = "marglik",
@@ -482,15 +513,15 @@ def funbat(
         Number of latent functions per mode (for ``structure="cp"``: one int R).
     structure : {"tucker", "cp"}, default "tucker"
         Full Tucker core, or the superdiagonal core of FunBaT-CP.
-    kernel : {"matern12", "matern32", "matern52"}, default "matern32"
+    kernel : {"matern12", "matern32", "matern52"}, default "matern12"
         Matern smoothness of every latent function.
     lengthscale, variance : float or sequence of K floats, default 0.1 and 1.0
         Initial GP hyper-parameters per mode. Coordinates are rescaled so that each mode's
         training range is [0, 1]; the lengthscale is in those units.
     hyperparameters : {"marglik", "fixed"}, default "marglik"
         ``"marglik"`` climbs the Kalman-filter likelihood of each mode's pseudo-
-        observations on a x0.5..x2 grid every ``hyper_every`` epochs; ``"fixed"`` keeps
-        the initial values.
+        observations every ``hyper_every`` epochs (a wide grid the first two times, then
+        local steps); ``"fixed"`` keeps the initial values.
     hyper_every : int, default 5
     core_variance : float, default 1.0
         Prior variance of the core entries.
@@ -596,14 +627,17 @@ def _funbat_run(X: torch.Tensor, yt: torch.Tensor, rk: tuple[int, ...], structur
         history[f"variance_{k}"] = []
     best_val, best_res, since_best = math.inf, None, 0
     prev_rmse = math.inf
-    st.update_core_and_noise(1.0)
+    st.update_core_and_noise(1.0, update_noise=False)
+    noise_warmup = min(hyper_every, 5)
     with progress("FunBaT", total=n_epochs, enabled=show_progress) as bar:
         for epoch in range(n_epochs):
             rho = 1.0 if epoch == 0 else damping
-            do_hyper = epoch > 0 and (epoch - 1) % hyper_every == 0
+            # hyper-parameters move only once the sites carry information (after a
+            # warm-up of two periods): uninformative early sites favour flat functions
+            do_hyper = epoch >= 2 * hyper_every and epoch % hyper_every == 0
             for k in range(K):
                 st.update_mode(k, rho, hyper_fn if do_hyper else None)
-            st.update_core_and_noise(rho)
+            st.update_core_and_noise(rho, update_noise=epoch >= noise_warmup)
             rmse = float(torch.sqrt(((st.train_mean() - ys) ** 2).mean())) * y_std
             history["train_rmse"].append(rmse)
             history["noise_std"].append(y_std / math.sqrt(st.Etau))
@@ -631,7 +665,7 @@ def _funbat_run(X: torch.Tensor, yt: torch.Tensor, rk: tuple[int, ...], structur
                 callback(epoch + 1, rec)
             if patience is not None and val is not None and since_best >= patience:
                 break
-            if epoch > hyper_every and abs(prev_rmse - rmse) <= tol * max(prev_rmse, 1e-300):
+            if epoch > 3 * hyper_every and abs(prev_rmse - rmse) <= tol * max(prev_rmse, 1e-300):
                 break
             prev_rmse = rmse
     if patience is not None and best_res is not None:
@@ -766,7 +800,7 @@ def _split_frame(coords: Any, y: Any, coord_columns: Sequence[str] | None, func:
 class _FunctionalBase:
     _structure = "tucker"
 
-    def __init__(self, ranks: int | Sequence[int], *, kernel: str = "matern32",
+    def __init__(self, ranks: int | Sequence[int], *, kernel: str = "matern12",
                  lengthscale: float | Sequence[float] = 0.1,
                  variance: float | Sequence[float] = 1.0,
                  hyperparameters: str = "marglik", hyper_every: int = 5,
