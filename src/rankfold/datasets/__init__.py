@@ -14,8 +14,21 @@ from ._matrices import load_digits_matrix, load_indian_pines  # noqa: E402
 __all__ += ["load_digits_matrix", "load_indian_pines"]
 
 # --- ratings (_ratings.py) ----------------------------------------------------------------
+from ._ratings import load_movielens_100k, load_movielens_small  # noqa: E402
+
+__all__ += ["load_movielens_100k", "load_movielens_small"]
 
 # --- tensors (_tensors.py) ----------------------------------------------------------------
+from ._tensors import (  # noqa: E402
+    TensorData,
+    load_covid19_serology,
+    load_il2,
+    load_indian_pines_tensor,
+    load_kinetic,
+)
+
+__all__ += ["TensorData", "load_kinetic", "load_il2", "load_covid19_serology",
+            "load_indian_pines_tensor"]
 
 # --- continuous-indexed data (_funbat.py) -------------------------------------------------
 from ._funbat import (  # noqa: E402
