@@ -17,6 +17,8 @@ from rankfold.linalg import (
     SAMPLING_SCORES,
     leverage_scores,
     lewis_weights,
+    row_scores,
+    sample_by_scores,
     sample_rows,
     sensitivity_bounds,
 )
@@ -175,6 +177,31 @@ def test_sample_rows_exact_weights_formula() -> None:
     assert counts.sum() == len(idx)
     # w^p = c / (m q): sum of w^2 over rows equals sum of counts / (m q) = 8 / (8/4) = 4
     assert abs((w**2).sum() - 4.0) < 1e-12
+
+
+def test_row_scores_and_sample_by_scores_compose_to_sample_rows() -> None:
+    A = heavy(500, 3, 1)
+    for by in SAMPLING_SCORES:
+        sc = row_scores(A, by=by, p=1.5)
+        assert sc.shape == (500,) and np.all(sc >= 0)
+        i1, w1 = sample_by_scores(sc, 60, p=1.5, generator=9)
+        i2, w2 = sample_rows(A, 60, by=by, p=1.5, generator=9)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_allclose(w1, w2, rtol=1e-12)
+    tau = leverage_scores(A)
+    np.testing.assert_allclose(row_scores(A, by="root_leverage", p=1.0), np.sqrt(tau),
+                               atol=1e-12)
+    np.testing.assert_allclose(row_scores(A, by="root_leverage", p=3.0), tau, atol=1e-12)
+    with pytest.raises(InvalidParameterError, match="'scores'.*non-negative"):
+        sample_by_scores(np.array([1.0, -1.0]), 3)
+    with pytest.raises(InvalidParameterError, match="'scores'.*not all zero"):
+        sample_by_scores(np.zeros(4), 3)
+    with pytest.raises(ShapeError, match="'scores'"):
+        sample_by_scores(np.ones((2, 2)), 3)
+    with pytest.raises(InvalidParameterError, match="'scores'.*NaN"):
+        sample_by_scores(np.array([1.0, np.nan]), 3)
+    with pytest.raises(InvalidParameterError, match="'by'.*Got 'x'"):
+        row_scores(A, by="x")
 
 
 def test_sample_rows_reproducible_and_torch_io() -> None:

@@ -22,6 +22,8 @@ from .sampling import (  # noqa: E402
     SAMPLING_SCORES,
     leverage_scores,
     lewis_weights,
+    row_scores,
+    sample_by_scores,
     sample_rows,
     sensitivity_bounds,
 )
@@ -39,7 +41,8 @@ from .sketch import (  # noqa: E402
 __all__ += [
     "sketch", "make_sketch", "SketchOperator", "GaussianSketch", "SRHTSketch",
     "CountSketch", "SparseSignSketch", "SKETCHES",
-    "leverage_scores", "lewis_weights", "sensitivity_bounds", "sample_rows",
+    "leverage_scores", "lewis_weights", "sensitivity_bounds", "sample_rows", "row_scores",
+    "sample_by_scores",
     "LEVERAGE_METHODS", "LEWIS_METHODS", "SAMPLING_SCORES",
     "lstsq", "LstsqResult", "LstsqInfo", "LSTSQ_METHODS",
 ]

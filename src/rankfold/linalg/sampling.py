@@ -45,6 +45,8 @@ __all__ = [
     "lewis_weights",
     "sensitivity_bounds",
     "sample_rows",
+    "row_scores",
+    "sample_by_scores",
     "LEVERAGE_METHODS",
     "LEWIS_METHODS",
     "SAMPLING_SCORES",
@@ -392,6 +394,94 @@ SAMPLING_SCORES: dict[str, Callable[[torch.Tensor, float, float], torch.Tensor]]
 }
 
 
+def row_scores(A: Any, *, by: str = "lewis", p: float = 2.0, rcond: float | None = None
+               ) -> Any:
+    """The per-row scores :func:`sample_rows` samples by (unnormalised).
+
+    Parameters
+    ----------
+    A : array-like, torch.Tensor or scipy.sparse (densified), shape (n_rows, d)
+    by : {"leverage", "root_leverage", "lewis", "sensitivity"}, default "lewis"
+        See :func:`sample_rows`.
+    p : float, default 2.0
+    rcond : float, optional
+
+    Returns
+    -------
+    scores : shape (n_rows,), non-negative, kind and dtype of ``A``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row_scores(np.vstack([np.eye(2), np.eye(2)]), by="root_leverage", p=1.0).round(3)
+    array([0.707, 0.707, 0.707, 0.707])
+    """
+    func = "row_scores"
+    check_option(by, "by", func, SAMPLING_SCORES)
+    check_float(p, "p", func, low=0.0, closed_low=False)
+    check_float(rcond, "rcond", func, low=0.0, high=1.0, allow_none=True)
+    X, numpy_out = _as_matrix(A, func)
+    rc = rcond if rcond is not None else max(X.shape) * torch.finfo(X.dtype).eps
+    return _out(SAMPLING_SCORES[by](X, float(p), rc), numpy_out)
+
+
+def sample_by_scores(scores: Any, m: int, *, p: float = 2.0,
+                     generator: GeneratorLike = None) -> tuple[Any, Any]:
+    """Draw ``m`` rows with probabilities proportional to ``scores`` (see :func:`sample_rows`).
+
+    Use it to draw many samples from one set of scores (:func:`row_scores`) without
+    recomputing them.
+
+    Parameters
+    ----------
+    scores : array-like or torch.Tensor, shape (n_rows,)
+        Non-negative, finite, not all zero.
+    m : int
+        Number of draws.
+    p : float, default 2.0
+        Norm the weights are for: ``weights = (count / (m q))^{1/p}``.
+    generator : int, torch.Generator, numpy.random.Generator or None
+
+    Returns
+    -------
+    indices (int64, sorted, distinct), weights (dtype of ``scores``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> idx, w = sample_by_scores(np.ones(10), 5, p=1.0, generator=0)
+    >>> len(idx) <= 5 and bool(np.all(w >= 2.0))  # q = 0.1: weight = count / 0.5
+    True
+    """
+    func = "sample_by_scores"
+    check_int(m, "m", func, low=1)
+    check_float(p, "p", func, low=0.0, closed_low=False)
+    t, info = as_tensor(scores, "scores", func, ndim=1)
+    gen = check_generator(generator, t.device, func=func)
+    return tuple(_out(v, info.returns_numpy) for v in _draw(t, m, float(p), gen, func))
+
+
+def _draw(scores: torch.Tensor, m: int, p: float, gen: torch.Generator, func: str
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    s64 = scores.to(torch.float64)
+    if bool((s64 < 0).any()):
+        raise param_error("scores", func, "non-negative", scores)
+    total = float(s64.sum())
+    if not (total > 0 and math.isfinite(total)):
+        raise param_error("A" if func == "sample_rows" else "scores", func,
+                          "a matrix with at least one nonzero row" if func == "sample_rows"
+                          else "not all zero", scores)
+    q = s64 / total
+    # inverse-CDF draws (torch.multinomial caps the number of categories at 2^24)
+    cdf = torch.cumsum(q, 0)
+    u = torch.rand(m, generator=gen, dtype=torch.float64, device=scores.device) * float(cdf[-1])
+    draws = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[0] - 1)
+    counts = torch.bincount(draws, minlength=scores.shape[0])
+    idx = counts.nonzero().reshape(-1)
+    weights = (counts[idx].to(torch.float64) / (m * q[idx])).pow(1.0 / p).to(scores.dtype)
+    return idx, weights
+
+
 def sample_rows(A: Any, m: int, *, by: str = "lewis", p: float = 2.0,
                 rcond: float | None = None, generator: GeneratorLike = None
                 ) -> tuple[Any, Any]:
@@ -455,16 +545,6 @@ def sample_rows(A: Any, m: int, *, by: str = "lewis", p: float = 2.0,
     X, numpy_out = _as_matrix(A, func)
     gen = check_generator(generator, X.device, func=func)
     rc = rcond if rcond is not None else max(X.shape) * torch.finfo(X.dtype).eps
-    scores = SAMPLING_SCORES[by](X, float(p), rc).to(torch.float64)
-    total = float(scores.sum())
-    if not (total > 0 and math.isfinite(total)):
-        raise param_error("A", func, "a matrix with at least one nonzero row", A)
-    q = scores / total
-    # inverse-CDF draws (torch.multinomial caps the number of categories at 2^24)
-    cdf = torch.cumsum(q, 0)
-    u = torch.rand(m, generator=gen, dtype=torch.float64, device=X.device) * float(cdf[-1])
-    draws = torch.searchsorted(cdf, u, right=True).clamp(max=X.shape[0] - 1)
-    counts = torch.bincount(draws, minlength=X.shape[0])
-    idx = counts.nonzero().reshape(-1)
-    weights = (counts[idx].to(torch.float64) / (m * q[idx])).pow(1.0 / p).to(X.dtype)
+    scores = SAMPLING_SCORES[by](X, float(p), rc)
+    idx, weights = _draw(scores, m, float(p), gen, func)
     return _out(idx, numpy_out), _out(weights, numpy_out)
