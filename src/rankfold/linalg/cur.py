@@ -30,8 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
@@ -99,22 +97,63 @@ def _eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
 
-def _pivoted_r(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column-pivoted QR of a (small) matrix: returns ``R`` and the permutation.
+def _pivoted_r(Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First ``k`` steps of a column-pivoted QR of ``Y`` (m x n): ``R`` (k x n), permutation.
 
-    LAPACK ``geqp3`` through scipy on the CPU; the pivoting step is inherently sequential
-    and the matrices passed here are small (a sketch or a k-column block).
+    ``Y[:, perm] = Q R + (residual orthogonal to Q)`` with ``R[:, :k]`` upper triangular.
+    Businger-Golub pivoting (largest remaining column norm) with modified Gram-Schmidt on
+    the updated residual, a second orthogonalisation of each new basis vector and LAPACK's
+    rule for recomputing downdated column norms. Stopping after ``k`` steps costs
+    O(mnk) where a full ``geqp3`` costs O(mn min(m, n)); it runs on any device.
     """
-    arr = Y.detach().cpu().numpy()
-    R, perm = scipy.linalg.qr(arr, mode="r", pivoting=True, check_finite=False)
-    R = torch.from_numpy(np.ascontiguousarray(R)).to(device=Y.device, dtype=Y.dtype)
-    return R, torch.from_numpy(perm.astype(np.int64)).to(Y.device)
+    m, n = Y.shape
+    Res = Y.clone()
+    R = torch.zeros(k, n, dtype=Y.dtype, device=Y.device)
+    Q = torch.zeros(m, k, dtype=Y.dtype, device=Y.device)
+    norms = (Res * Res).sum(dim=0)
+    ref = norms.clone()
+    tiny = float(norms.max()) * (torch.finfo(Y.dtype).eps * max(m, n)) ** 2
+    used = torch.zeros(n, dtype=torch.bool, device=Y.device)
+    chosen: list[int] = []
+    neg = torch.tensor(-1.0, dtype=Y.dtype, device=Y.device)
+    for j in range(min(k, m, n)):
+        p = int(torch.argmax(torch.where(used, neg, norms)))
+        q = Res[:, p].clone()
+        if j:
+            q = q - Q[:, :j] @ (Q[:, :j].mT @ q)
+        nrm = torch.linalg.vector_norm(q)
+        if float(nrm) ** 2 <= tiny:
+            break  # the remaining columns are numerically zero: R rows stay zero
+        q = q / nrm
+        Q[:, j] = q
+        used[p] = True
+        chosen.append(p)
+        row = q @ Res
+        row = torch.where(used, torch.zeros_like(row), row)
+        row[p] = nrm
+        R[j] = row
+        Res.addr_(q, row, alpha=-1)  # columns are not moved: no O(mn) permutation copies
+        Res[:, p] = 0
+        norms = (norms - row * row).clamp_min(0)
+        stale = (norms <= 1e-6 * ref) & ~used  # cancellation: recompute (LAPACK xLAQPS)
+        if bool(stale.any()):
+            cols = torch.nonzero(stale).squeeze(1)
+            fresh = (Res[:, cols] ** 2).sum(dim=0)
+            norms[cols] = fresh
+            ref[cols] = fresh
+    rest = torch.nonzero(~used).squeeze(1)
+    if len(chosen) < k:  # rank-deficient: fill the skeleton with unused columns
+        extra = rest[: k - len(chosen)]
+        rest = rest[k - len(chosen):]
+        chosen.extend(int(i) for i in extra)
+    perm = torch.cat([torch.tensor(chosen, dtype=torch.int64, device=Y.device), rest])
+    return R[:, perm], perm
 
 
 def _id_from_r(R: torch.Tensor, perm: torch.Tensor, k: int, n: int) -> IDResult:
     """Interpolation matrix from the pivoted R factor: ``X[:, perm] = [I, R11^+ R12]``."""
-    R11 = R[:k, :k]
-    R12 = R[:k, k:]
+    R11 = R[:, :k]
+    R12 = R[:, k:]
     diag = torch.diagonal(R11).abs()
     tiny = diag.max().clamp_min(torch.finfo(R.dtype).tiny) * _eps(R.dtype) * max(R.shape)
     if bool((diag > tiny).all()):
@@ -151,20 +190,24 @@ def _batched(A: torch.Tensor, fn: Callable[[torch.Tensor], tuple]) -> tuple:
 
 def _id_qr(A: torch.Tensor, k: int, gen: torch.Generator | None, oversample: int,
            n_iter: int) -> IDResult:
-    R, perm = _pivoted_r(A)
+    R, perm = _pivoted_r(A, k)
     return _id_from_r(R, perm, k, A.shape[-1])
 
 
-def _row_space_sketch(op: MatrixOperator, l_: int, gen: torch.Generator,
-                      n_iter: int) -> torch.Tensor:
-    """Orthonormal basis (l x n, rows) of the dominant row space of ``A``: ``Omega (AA^T)^q A``."""
+def _row_sketch(op: MatrixOperator, l_: int, gen: torch.Generator, n_iter: int
+                ) -> torch.Tensor:
+    """Sketch ``Y = Omega (A A^T)^q A`` (l x n) with a Gaussian ``Omega``.
+
+    With ``q = 0`` the sketch preserves all column norms in expectation (what the pivoting
+    needs); power iterations (orthonormalised) sharpen the dominant row space for slowly
+    decaying spectra but drop the tail energy from the column norms.
+    """
     m, n = op.shape
     omega = torch.randn(m, l_, generator=gen, dtype=op.dtype, device=gen.device).to(op.device)
-    Z = op.rmm(omega)  # n x l = A^T Omega^T
     for _ in range(n_iter):
-        Z = torch.linalg.qr(Z).Q
-        Z = op.rmm(torch.linalg.qr(op.mm(Z)).Q)
-    return Z.mT
+        Z = torch.linalg.qr(op.rmm(omega)).Q
+        omega = torch.linalg.qr(op.mm(Z)).Q
+    return op.rmm(omega).mT
 
 
 def _id_randomized(A: Any, k: int, gen: torch.Generator | None, oversample: int,
@@ -173,8 +216,8 @@ def _id_randomized(A: Any, k: int, gen: torch.Generator | None, oversample: int,
     m, n = op.shape
     l_ = min(k + oversample, m, n)
     assert gen is not None
-    Y = _row_space_sketch(op, l_, gen, n_iter)
-    R, perm = _pivoted_r(Y)
+    Y = _row_sketch(op, max(l_, k), gen, n_iter)
+    R, perm = _pivoted_r(Y, k)
     return _id_from_r(R, perm, k, n)
 
 
@@ -189,7 +232,7 @@ def interpolative(
     rank: int,
     *,
     method: str = "qr",
-    oversample: int = 10,
+    oversample: int | None = None,
     n_iter: int = 1,
     generator: GeneratorLike = None,
 ) -> IDResult:
@@ -205,12 +248,14 @@ def interpolative(
     rank : int
         Number of skeleton columns ``k``, in ``[1, min(m, n)]``.
     method : {"qr", "randomized"}, default "qr"
-        ``"qr"``: column-pivoted QR (LAPACK ``geqp3``) of ``A`` itself -- the strong
-        deterministic reference, O(mnk). ``"randomized"``: pivoted QR of an orthonormal
-        basis of the sketch ``Omega (A A^T)^q A`` with ``k + oversample`` rows
-        ([2]_, Sec. 13.2; [1]_, Sec. 5.2), O(mn(k + p)) for the sketch plus a small QR.
-    oversample : int, default 10
-        Extra sketch rows for ``"randomized"``.
+        ``"qr"``: column-pivoted QR of ``A`` itself (Businger-Golub pivoting, stopped
+        after ``k`` steps) -- the deterministic reference, O(mnk). ``"randomized"``:
+        pivoted QR of the Gaussian sketch ``Omega (A A^T)^q A`` with ``k + oversample``
+        rows ([2]_, Sec. 13.2; [1]_, Sec. 5.2): O(mn(k + p)) in matrix products plus a
+        pivoted QR of the small sketch.
+    oversample : int or None, default None
+        Extra sketch rows for ``"randomized"`` (None: ``max(10, rank)``, i.e. about
+        ``2 k`` rows, which keeps the pivoting close to that of pivoted QR on ``A``).
     n_iter : int, default 1
         Power iterations ``q`` for ``"randomized"`` (helps slowly decaying spectra).
     generator : int, torch.Generator, numpy.random.Generator or None
@@ -239,19 +284,20 @@ def interpolative(
     """
     func = "interpolative"
     method = check_option(method, "method", func, ID_METHODS)
-    oversample = check_int(oversample, "oversample", func, low=0)  # type: ignore[assignment]
+    over = check_int(oversample, "oversample", func, low=0, allow_none=True)
     n_iter = check_int(n_iter, "n_iter", func, low=0)  # type: ignore[assignment]
     if method == "randomized" and (sp.issparse(A) or isinstance(A, spla.LinearOperator)):
         op = as_operator(A, "A", func)
         k = _check_rank(rank, *op.shape, func)
         gen = check_generator(generator, op.device, func=func)
-        res = _id_randomized(op, k, gen, oversample, n_iter)
+        res = _id_randomized(op, k, gen, max(10, k) if over is None else over, n_iter)
         return to_output(res, op.info)
     T, info = as_tensor(A, "A", func, batched=True)
     k = _check_rank(rank, T.shape[-2], T.shape[-1], func)
     gen = check_generator(generator, T.device, func=func) if method == "randomized" else None
     fn = ID_METHODS[method]
-    res = _batched(T, lambda a: fn(a, k, gen, oversample, n_iter))
+    p = max(10, k) if over is None else over
+    res = _batched(T, lambda a: fn(a, k, gen, p, n_iter))
     return to_output(res, info)
 
 
@@ -268,7 +314,7 @@ def _cur_id(A: torch.Tensor, k: int, gen: torch.Generator, core: str, oversample
         cols, X = _id_qr(A, k, None, 0, 0)
     C = A[:, cols]
     # row ID of C: C^T ~ C^T[:, rows] W  <=>  C ~ W^T C[rows, :]
-    Rc, perm = _pivoted_r(C.mT)
+    _, perm = _pivoted_r(C.mT, k)
     rows = perm[:k].clone()
     R = A[rows, :]
     if core == "interpolative":
@@ -313,7 +359,7 @@ def cur(
     *,
     method: str = "id",
     core: str = "pinv",
-    oversample: int = 10,
+    oversample: int | None = None,
     n_iter: int = 1,
     generator: GeneratorLike = None,
 ) -> CURResult:
@@ -336,8 +382,10 @@ def cur(
         ``R`` (one more pass over ``A``). ``"interpolative"``: ``U = X R^+`` with ``X``
         the column-ID interpolation matrix ([3]_), which avoids that pass; only with
         ``method="id"``.
-    oversample, n_iter : int
-        Sketch oversampling and power iterations of the randomized column ID.
+    oversample : int or None, default None
+        Sketch oversampling of the randomized column ID (None: ``max(10, rank)``).
+    n_iter : int, default 1
+        Power iterations of the randomized column ID.
     generator : int, torch.Generator, numpy.random.Generator or None
 
     Returns
@@ -368,10 +416,11 @@ def cur(
             "The 'core' parameter of cur must be 'pinv' when method='leverage' (the "
             "interpolative core needs method='id'). Got 'interpolative' instead."
         )
-    oversample = check_int(oversample, "oversample", func, low=0)  # type: ignore[assignment]
+    over = check_int(oversample, "oversample", func, low=0, allow_none=True)
     n_iter = check_int(n_iter, "n_iter", func, low=0)  # type: ignore[assignment]
     T, info = as_tensor(A, "A", func, batched=True)
     k = _check_rank(rank, T.shape[-2], T.shape[-1], func)
+    oversample = max(10, k) if over is None else over
     gen = check_generator(generator, T.device, func=func)
     fn = CUR_METHODS[method]
     res = _batched(T, lambda a: fn(a, k, gen, core, oversample, n_iter))
