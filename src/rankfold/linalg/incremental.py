@@ -97,6 +97,14 @@ def _orth_residual(U: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torc
     return L + L2, H
 
 
+def _thin_svd(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD computed on the tall orientation (LAPACK is much faster on tall inputs)."""
+    if X.shape[-2] >= X.shape[-1]:
+        return torch.linalg.svd(X, full_matrices=False)
+    U, S, Vh = torch.linalg.svd(X.mT, full_matrices=False)
+    return Vh.mT, S, U.mT
+
+
 def svd_update(
     U: torch.Tensor | None,
     S: torch.Tensor | None,
@@ -109,10 +117,16 @@ def svd_update(
     """Brand's rank-``rank`` update of a thin SVD when columns ``C`` are appended.
 
     Given ``X = U diag(S) Vh`` (m x n; ``U`` with orthonormal columns) and new columns
-    ``C`` (m x c), returns the truncated SVD of ``[X, C]``: with ``L = U^T C``,
-    ``H = (I - U U^T) C = J K`` and the small matrix ``M = [[diag(S), L], [0, K]]``
-    ((k + p) x (k + c)), ``[X, C] = [U, J] M blockdiag(Vh, I_c)`` and an SVD of ``M``
-    gives the update ([1]_, Sec. 2). Cost O(m (k + c)^2 + (k + c)^3).
+    ``C`` (m x c), returns the truncated SVD of ``[X, C]``. Since ``Vh`` has orthonormal
+    rows, ``[X, C] = [U diag(S), C] blockdiag(Vh, I_c)`` and only the SVD of
+    ``N = [U diag(S), C]`` (m x (k + c)) is needed:
+
+    * ``k + c < m``: Brand's form ([1]_, Sec. 2): ``L = U^T C``,
+      ``H = (I - U U^T) C = J K`` (QR, two Gram-Schmidt passes [2]_), and
+      ``N = [U, J] [[diag(S), L], [0, K]]``, so an SVD of the small (k + c) square matrix
+      suffices; cost O(m (k + c)^2 + (k + c)^3).
+    * otherwise ``N`` is at most as tall as it is wide and its SVD is computed directly
+      (on the tall transpose), cost O(m^2 (k + c)).
 
     Parameters
     ----------
@@ -132,29 +146,26 @@ def svd_update(
     """
     m, c = C.shape
     if U is None or S is None or U.shape[1] == 0:
-        Uc, Sc, Vhc = torch.linalg.svd(C, full_matrices=False)
+        Uc, Sc, Vhc = _thin_svd(C)
         k = min(rank, Sc.shape[0])
         discarded = float((Sc[k:].to(torch.float64) ** 2).sum())
         return SVDUpdate(Uc[:, :k], Sc[:k], Vhc[:k] if keep_vh else None, discarded)
     k = U.shape[1]
-    L, H = _orth_residual(U, C)
-    # residual directions from an SVD of H: J is orthonormal to working precision, and
-    # since rank(H) <= m - k in exact arithmetic only directions at rounding level are
-    # dropped when k + c > m (low-rank data still yields `rank` triplets, the extra ones
-    # with singular values at rounding level)
-    Jh, Sh, Vhh = torch.linalg.svd(H, full_matrices=False)
-    p = min(Sh.shape[0], m - k)
-    dropped_h = float((Sh[p:].to(torch.float64) ** 2).sum())
-    J = Jh[:, :p]
-    K = Sh[:p, None] * Vhh[:p]
-    M = torch.zeros(k + p, k + c, dtype=C.dtype, device=C.device)
-    M[:k, :k] = torch.diag(S)
-    M[:k, k:] = L
-    M[k:, k:] = K
-    Um, Sm, Vhm = torch.linalg.svd(M, full_matrices=False)
-    r = min(rank, Sm.shape[0])
-    discarded = float((Sm[r:].to(torch.float64) ** 2).sum()) + dropped_h
-    U_new = U @ Um[:k, :r] + J @ Um[k:, :r]
+    if k + c < m:
+        L, H = _orth_residual(U, C)
+        J, K = torch.linalg.qr(H)
+        M = torch.zeros(k + c, k + c, dtype=C.dtype, device=C.device)
+        M[:k, :k] = torch.diag(S)
+        M[:k, k:] = L
+        M[k:, k:] = K
+        Um, Sm, Vhm = torch.linalg.svd(M)
+        r = min(rank, Sm.shape[0])
+        U_new = U @ Um[:k, :r] + J @ Um[k:, :r]
+    else:
+        Um, Sm, Vhm = _thin_svd(torch.cat([U * S, C], dim=1))
+        r = min(rank, Sm.shape[0])
+        U_new = Um[:, :r]
+    discarded = float((Sm[r:].to(torch.float64) ** 2).sum())
     Vh_new = None
     if keep_vh and Vh is not None:
         Vh_new = torch.cat([Vhm[:r, :k] @ Vh, Vhm[:r, k:]], dim=1)
