@@ -278,6 +278,8 @@ def _cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: Any, *,
     idx, y, shp, as_np = check_observations(indices, values, shape, func)
     R = check_int(rank, "rank", func, low=1)
     n_iter_max, tol, l2_reg = _check_common(n_iter_max, tol, l2_reg, func)
+    if tol > 0:  # changes below the dtype's resolution are noise
+        tol = max(tol, 4 * torch.finfo(y.dtype).eps)
     nonneg = check_bool(nonneg, "nonneg", func)
     init = _check_init_cp(init, shp, R, func, ["svd", "random"])  # type: ignore[arg-type]
     gen = check_generator(generator, y.device, func=func)
@@ -473,6 +475,8 @@ def _tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any
     idx, y, shp, as_np = check_observations(indices, values, shape, func)
     rk = check_ranks(ranks, shp, func, allow_none=False, bound=shp)
     n_iter_max, tol, l2_reg = _check_common(n_iter_max, tol, l2_reg, func)
+    if tol > 0:  # changes below the dtype's resolution are noise
+        tol = max(tol, 4 * torch.finfo(y.dtype).eps)
     if isinstance(init, TuckerTensor):
         if init.shape != shp or init.ranks != tuple(rk):  # type: ignore[arg-type]
             raise param_error("init", func, f"a TuckerTensor of shape {shp} and ranks "

@@ -273,6 +273,8 @@ def cp(X: Any, rank: int, *, mask: Any = None, init: str | CPTensor = "svd",
     line_search = check_bool(line_search, "line_search", func)
     missing = check_option(missing, "missing", func, MISSING_METHODS)
     gen = check_generator(generator, t.device, func=func)
+    if tol > 0:  # changes below the dtype's resolution are noise
+        tol = max(tol, 4 * torch.finfo(t.dtype).eps)
 
     Xf = fill_missing(t, m)
     if isinstance(init, CPTensor):

@@ -319,6 +319,8 @@ def tucker(X: Any, ranks: Any = None, *, tol: float | None = None, method: str =
                           "or a TuckerTensor", init)
     missing = check_option(missing, "missing", func, MISSING_METHODS)
     gen = check_generator(generator, t.device, func=func)
+    if conv_tol > 0:  # changes below the dtype's resolution are noise
+        conv_tol = max(conv_tol, 4 * torch.finfo(t.dtype).eps)
 
     opts = dict(n_iter_max=n_iter_max, conv_tol=conv_tol, init=init)
     if m is None or bool(m.all()):
