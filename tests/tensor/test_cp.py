@@ -3,11 +3,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tensor_planted import planted_cp, rel
 
 from rankfold._errors import InvalidParameterError, ShapeError
 from rankfold.tensor import CPTensor, cp
 from rankfold.tensor.cp import MISSING_METHODS
-from _tensor_planted import planted_cp, rel
 
 SHAPE = (8, 9, 10)
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from _tensor_planted import planted_cp, planted_tt, planted_tucker, random_indices, rel
 
 from rankfold._errors import InvalidParameterError, ShapeError
 from rankfold.tensor import (
@@ -14,8 +15,6 @@ from rankfold.tensor import (
     multi_mode_dot,
     unfold,
 )
-
-from _tensor_planted import planted_cp, planted_tt, planted_tucker, random_indices, rel
 
 TOLS = {torch.float32: 1e-5, torch.float64: 1e-12}
 

@@ -1,0 +1,167 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _tensor_planted import planted_cp, planted_tucker, random_indices, rel
+
+from rankfold._errors import InvalidParameterError, ShapeError
+from rankfold.tensor import (
+    CP,
+    CPCompletion,
+    CPTensor,
+    TensorTrain,
+    Tucker,
+    TuckerCompletion,
+    TuckerTensor,
+    cp_complete,
+    tucker_complete,
+)
+
+SHAPE = (15, 16, 17)
+
+
+def _split(shape, n_train, seed):
+    idx = np.unique(random_indices(shape, int(n_train * 1.3), seed), axis=0)
+    rng = np.random.default_rng(seed)
+    idx = idx[rng.permutation(len(idx))]
+    return idx[:n_train], idx[n_train:]
+
+
+@pytest.mark.parametrize("init", ["svd", "random"])
+def test_cp_complete_recovers_held_out(init, seed, dtype):
+    truth = planted_cp(SHAPE, 3, seed=seed, dtype=dtype)
+    train, test = _split(SHAPE, 1500, seed)
+    y = truth.values_at(train)
+    est = cp_complete(train, y, SHAPE, 3, init=init, generator=seed, n_iter_max=300,
+                      tol=1e-12 if dtype == torch.float64 else 1e-6)
+    assert isinstance(est, CPTensor) and est.dtype == dtype
+    tol = 1e-6 if dtype == torch.float64 else 1e-2
+    assert rel(est.values_at(test), truth.values_at(test)) < tol
+
+
+def test_cp_complete_numpy_and_nonneg():
+    truth = planted_cp(SHAPE, 2, seed=0, nonneg=True)
+    train, test = _split(SHAPE, 1500, 0)
+    y = truth.values_at(train).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cp_complete(train, y, SHAPE, 2, nonneg=True, n_iter_max=200, generator=0)
+    assert isinstance(est.weights, np.ndarray)
+    assert all((f >= 0).all() for f in est.factors)
+    assert rel(est.values_at(test), truth.values_at(test).numpy()) < 1e-2
+
+
+def test_cp_complete_matches_dense_masked_cp():
+    """cp(mask=...) with missing='als' and cp_complete run the same iteration."""
+    from rankfold.tensor import cp
+
+    truth = planted_cp((6, 7, 8), 2, seed=1)
+    X = truth.to_tensor()
+    X = X + 0.05 * torch.randn(X.shape, generator=torch.Generator().manual_seed(0),
+                               dtype=X.dtype)
+    mask = torch.rand(X.shape, generator=torch.Generator().manual_seed(1)) > 0.4
+    init = cp(X, 2, n_iter_max=1, tol=0.0).cp
+    a = cp(X, 2, mask=mask, init=init, n_iter_max=10, tol=0.0)
+    b = cp_complete(torch.nonzero(mask), X[mask], X.shape, 2, init=init, n_iter_max=10, tol=0.0)
+    torch.testing.assert_close(a.cp.to_tensor(), b.to_tensor())
+
+
+def test_tucker_complete_recovers_held_out(seed):
+    truth = planted_tucker(SHAPE, (2, 3, 2), seed=seed)
+    train, test = _split(SHAPE, 1500, seed)
+    est = tucker_complete(train, truth.values_at(train), SHAPE, (2, 3, 2), n_iter_max=200,
+                          tol=1e-13, generator=seed)
+    assert isinstance(est, TuckerTensor) and est.ranks == (2, 3, 2)
+    assert rel(est.values_at(test), truth.values_at(test)) < 1e-6
+
+
+def test_tucker_complete_core_by_cg_and_l2():
+    truth = planted_tucker((12, 13, 14), (9, 10, 12), seed=0)
+    train, _ = _split((12, 13, 14), 1200, 0)
+    y = truth.values_at(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = tucker_complete(train, y, (12, 13, 14), (9, 10, 12), n_iter_max=2, l2_reg=1e-3)
+    assert est.ranks == (9, 10, 12)  # prod(ranks) = 1080 > 1024: the CG core path ran
+    assert rel(est.values_at(train), y) < 1.0
+
+
+def test_completion_fit_never_decreases():
+    truth = planted_cp(SHAPE, 4, seed=0)
+    train, _ = _split(SHAPE, 1500, 0)
+    y = truth.values_at(train) + 0.1 * torch.randn(1500, generator=torch.Generator()
+                                                   .manual_seed(0), dtype=torch.float64)
+    est = CPCompletion(3, n_iter_max=25, tol=0.0).fit(train, y, SHAPE)
+    assert (np.diff(est.history_) >= -1e-10).all()
+    est = TuckerCompletion((2, 2, 2), n_iter_max=15, tol=0.0).fit(train, y, SHAPE)
+    assert (np.diff(est.history_) >= -1e-10).all()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: cp_complete([[0, 0, 0]], [1.0], (2, 2, 2), 0), "'rank'"),
+    (lambda: cp_complete([[0, 0]], [1.0], (2, 2, 2), 1), "'indices'.*\\(N, 3\\)"),
+    (lambda: cp_complete([[0, 0, 2]], [1.0], (2, 2, 2), 1), "'indices'.*mode 2"),
+    (lambda: cp_complete([[0, 0, 0]], [1.0, 2.0], (2, 2, 2), 1), "one row per value"),
+    (lambda: cp_complete([[0, 0, 0]], [np.nan], (2, 2, 2), 1), "'values'.*finite"),
+    (lambda: cp_complete([[0, 0, 0]], [[1.0]], (2, 2, 2), 1), "'values'.*1-D"),
+    (lambda: cp_complete([[0, 0, 0]], [1.0], (2, 0, 2), 1), "'shape\\[1\\]'"),
+    (lambda: cp_complete([[0]], [1.0], (2,), 1), "'shape'.*at least 2"),
+    (lambda: cp_complete([[0, 0, 0]], [1.0], (2, 2, 2), 1, init="x"), "'init'"),
+    (lambda: cp_complete([[0, 0, 0]], [1.0], (2, 2, 2), 1, l2_reg=-1), "'l2_reg'"),
+    (lambda: tucker_complete([[0, 0, 0]], [1.0], (2, 2, 2), (1, 3, 1)), "'ranks\\[1\\]'"),
+    (lambda: tucker_complete([[0, 0, 0]], [1.0], (2, 2, 2), (1, 1)), "'ranks'"),
+    (lambda: tucker_complete([[0, 0, 0]], [1.0], (2, 2, 2), 1, init="x"), "'init'"),
+])
+def test_completion_bad_inputs(call, match):
+    with pytest.raises((InvalidParameterError, ShapeError), match=match):
+        call()
+
+
+# ------------------------------------------------------------------ estimators
+
+
+ESTIMATORS = [
+    (CP, "cp", {"rank": 2}, {"init": "random", "n_iter_max": 7, "tol": 0.0, "l2_reg": 0.1,
+                             "nonneg": True, "line_search": True, "missing": "em",
+                             "generator": 3}),
+    (Tucker, "tucker", {"ranks": (2, 2, 2)}, {"tol": None, "method": "hooi", "n_iter_max": 3,
+                                              "conv_tol": 0.0, "init": "random",
+                                              "missing": "em", "generator": 4}),
+    (TensorTrain, "tensor_train", {"ranks": (2, 2)}, {"tol": 0.5}),
+]
+
+
+@pytest.mark.parametrize("cls, fname, pos, kw", ESTIMATORS)
+def test_estimators_pass_every_argument(monkeypatch, cls, fname, pos, kw):
+    import rankfold.tensor.estimators as mod
+
+    seen = {}
+    real = getattr(mod, fname)
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        seen["args"] = args
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, fname, spy)
+    X = planted_cp((4, 5, 6), 2, seed=0).to_tensor()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cls(*pos.values(), **kw).fit(X)
+    for k, v in kw.items():
+        assert seen[k] == v, k
+    assert est.to_tensor().shape == (4, 5, 6)
+    assert est.predict([[0, 1, 2]]).shape == (1,)
+
+
+def test_estimator_equals_function_and_unfitted():
+    from rankfold._errors import NotFittedError
+    from rankfold.tensor import cp
+
+    X = planted_cp((4, 5, 6), 2, seed=0).to_tensor()
+    est = CP(2, n_iter_max=5, tol=0.0).fit(X)
+    torch.testing.assert_close(est.decomposition_.to_tensor(),
+                               cp(X, 2, n_iter_max=5, tol=0.0).cp.to_tensor())
+    with pytest.raises(NotFittedError, match="fit"):
+        CPCompletion(2).predict([[0, 0, 0]])
