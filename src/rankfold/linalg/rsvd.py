@@ -21,7 +21,7 @@ from .._array import to_output
 from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
 from .._random import GeneratorLike, check_generator
 from .._validation import check_exactly_one, check_float, check_int, check_option
-from ._range import LinearMap, as_linear_map, fro_norm_sq, orthonormalize
+from ._range import LinearMap, as_linear_map, fro_norm_sq, orthonormalize, serial
 
 __all__ = ["SVDResult", "rsvd", "RSVD", "RSVD_METHODS"]
 
@@ -70,7 +70,8 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
         W = orthonormalize(A.rmm(Q))
         Q = orthonormalize(A.mm(W))
     Bh = A.rmm(Q)  # (n, ell) = (Q^H A)^H
-    u, s, vh = torch.linalg.svd(Bh, full_matrices=False)  # Bh = u s vh  => B = vh^H s u^H
+    with serial():
+        u, s, vh = torch.linalg.svd(Bh, full_matrices=False)  # Bh = u s vh => B = vh^H s u^H
     return Q @ vh.mH, s, u.mH
 
 
@@ -107,7 +108,9 @@ def _krylov(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
     W = torch.cat(Ws, dim=-1)
     Y = torch.cat(Ys, dim=-1)
     Qy = orthonormalize(Y)
-    u, s, vh = torch.linalg.svd(Qy.mH @ Y, full_matrices=False)
+    R = Qy.mH @ Y
+    with serial():
+        u, s, vh = torch.linalg.svd(R, full_matrices=False)
     return Qy @ u, s, vh @ W.mH
 
 
@@ -184,7 +187,8 @@ def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
             err = _residual_sq(A, Q, B)
         if err <= target:
             break
-    u, s, vh = torch.linalg.svd(B, full_matrices=False)
+    with serial():
+        u, s, vh = torch.linalg.svd(B, full_matrices=False)
     s64 = s.to(torch.float64)
     # tail[r] = sum_{j >= r} s_j^2: the extra error of truncating B to rank r
     tail = torch.flip(torch.cumsum(torch.flip(s64.square(), [0]), 0), [0])
@@ -329,13 +333,14 @@ def rsvd(
             iters = _DEFAULT_N_ITER_TOL if n_iter is None else n_iter
             U, S, Vh = _adaptive(Amap, float(tol), n_iter=iters,  # type: ignore[arg-type]
                                  block_size=block_size, generator=g)
-        if not (bool(torch.isfinite(S).all()) and bool(torch.isfinite(U).all())
-                and bool(torch.isfinite(Vh).all())):
-            raise ConvergenceError(
-                "rsvd produced non-finite values (overflow in the power iterations?); "
-                "rescale A or use float64."
-            )
-        U, Vh = _fix_signs(U.contiguous(), Vh.contiguous())
+        with serial():
+            if not (bool(torch.isfinite(S).all()) and bool(torch.isfinite(U).all())
+                    and bool(torch.isfinite(Vh).all())):
+                raise ConvergenceError(
+                    "rsvd produced non-finite values (overflow in the power iterations?); "
+                    "rescale A or use float64."
+                )
+            U, Vh = _fix_signs(U.contiguous(), Vh.contiguous())
     return to_output(SVDResult(U, S.contiguous(), Vh), Amap.info)
 
 
