@@ -1,0 +1,118 @@
+"""Train a small GPT-2-style causal language model on real text, for benchmarks/nn.py.
+
+The text is the shortened English Wikipedia dump shipped in gensim's test data
+(``pip install --no-deps gensim==4.4.0``). A byte-level BPE tokenizer (8192 tokens) is
+trained on the training paragraphs, then a 4-layer GPT-2 (d=256) for a fixed number of
+steps. Everything is cached OUTSIDE the repository, in ``$RANKFOLD_CACHE`` or
+``~/.cache/rankfold/small_gpt2`` (model + tokenizer via ``save_pretrained``, plus
+``split.json`` naming the held-out paragraphs). Re-running with the cache present does nothing.
+
+Usage: python benchmarks/train_small_lm.py [--steps 1500] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("RANKFOLD_CACHE", Path.home() / ".cache" / "rankfold"))
+    return root / "small_gpt2"
+
+
+def split_paragraphs() -> tuple[list[str], list[str]]:
+    """Deterministic split: every 20th paragraph is held out."""
+    from rankfold.nn._text_data import wikipedia_text
+
+    paras = wikipedia_text()
+    train = [p for i, p in enumerate(paras) if i % 20 != 0]
+    held = [p for i, p in enumerate(paras) if i % 20 == 0]
+    return train, held
+
+
+def train_tokenizer(texts: list[str], out: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=8192, min_frequency=2,
+                            special_tokens=["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+                                  bos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>")
+    tok.save_pretrained(out)
+    return tok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+    out = cache_dir()
+    if (out / "split.json").exists() and not args.force:
+        print(f"cached model in {out}")
+        return 0
+    torch.set_num_threads(2)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    train, held = split_paragraphs()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tok = train_tokenizer(train, out)
+    ids = []
+    for p in train:
+        ids.extend(tok(p)["input_ids"] + [tok.eos_token_id])
+    data = torch.tensor(ids, dtype=torch.long)
+    print(f"tokenizer + encoding {time.perf_counter() - t0:.0f} s, {data.numel()} tokens",
+          flush=True)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=256, n_layer=4, n_head=4,
+                     n_inner=1024, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    g = torch.Generator().manual_seed(0)
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95))
+    warm = 100
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / (args.steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(args.steps):
+        starts = torch.randint(0, data.numel() - args.seq - 1, (args.batch,), generator=g)
+        x = torch.stack([data[s:s + args.seq] for s in starts.tolist()])
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    model.eval()
+    model.save_pretrained(out)
+    meta = {"steps": args.steps, "batch": args.batch, "seq": args.seq,
+            "train_tokens": int(data.numel()), "held_out_every": 20,
+            "train_seconds": time.perf_counter() - t0}
+    (out / "split.json").write_text(json.dumps(meta, indent=2))
+    print(f"saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

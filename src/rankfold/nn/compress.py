@@ -1,0 +1,639 @@
+"""One-shot low-rank compression of a model: :func:`compress` and :func:`plan`.
+
+Pipeline (nothing in the model changes before step 7):
+
+1. validate every argument and resolve ``targets`` / ``exclude`` (peft rules);
+2. stream the calibration data through the model: per-layer input statistics
+   (float64 Gram matrices), and loss gradients when the method needs them;
+3. one decomposition per layer with the chosen method;
+4. allocate ranks under the budget (``ratio`` or ``params_budget``);
+5. ``whiten_update``: refit each layer on inputs propagated through the already
+   compressed blocks;
+6. build every factorized module and check it is finite;
+7. swap the modules in (all or nothing).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from .._errors import ConvergenceError, InvalidParameterError
+from .._progress import progress
+from .._validation import check_bool, check_exactly_one, check_float, check_int, check_option
+from .allocation import ALLOCATIONS, Unit, get_allocation
+from .calibration import (
+    Calibration,
+    LayerStats,
+    _eval_mode,
+    check_batches,
+    collect_stats,
+    compute_loss,
+    fisher_rows,
+    main_output,
+    prepare_calibration,
+    substitute,
+)
+from .layers import LowRankConv2d, LowRankEmbedding, LowRankLinear, dense_matrix
+from .methods import (
+    METHODS,
+    NEEDS,
+    Decomposition,
+    Factors,
+    LayerContext,
+    get_method,
+    output_error,
+    refit_update,
+)
+from .targets import find_targets
+
+__all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METHOD",
+           "DEFAULT_ALLOCATION"]
+
+logger = logging.getLogger("rankfold.nn")
+
+#: measured on all-MiniLM-L6-v2 (docs/benchmarks/nn.md): best quality at 20-60 %
+DEFAULT_METHOD = "whiten_update"
+DEFAULT_ALLOCATION = "energy"
+
+
+class LayerReport(NamedTuple):
+    """One targeted layer: shape, rank chosen (None = kept dense), parameters and FLOPs."""
+
+    name: str
+    kind: str
+    shape: tuple[int, int]
+    rank: int | None
+    full_rank: int
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    rel_error: float
+
+
+@dataclass
+class CompressionReport:
+    """What :func:`compress` did, in parameters AND in ranks.
+
+    ``param_ratio`` is the fraction of the targeted layers' parameters removed (the
+    ``ratio`` argument); ``rank_ratio`` the fraction of the targeted layers' full ranks
+    removed (``1 - sum(rank) / sum(min(m, n))``, dense layers counting at full rank).
+    The two differ: a rank-r factor of an m x n matrix keeps r (m + n) parameters.
+    """
+
+    layers: list[LayerReport]
+    method: str
+    allocation: str
+    model_params_before: int
+    model_params_after: int
+    seconds: float
+    applied: bool
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def params_before(self) -> int:
+        return sum(r.params_before for r in self.layers)
+
+    @property
+    def params_after(self) -> int:
+        return sum(r.params_after for r in self.layers)
+
+    @property
+    def param_ratio(self) -> float:
+        return 1.0 - self.params_after / max(self.params_before, 1)
+
+    @property
+    def rank_ratio(self) -> float:
+        full = sum(r.full_rank for r in self.layers)
+        kept = sum(r.full_rank if r.rank is None else r.rank for r in self.layers)
+        return 1.0 - kept / max(full, 1)
+
+    @property
+    def flops_ratio(self) -> float:
+        before = sum(r.flops_before for r in self.layers)
+        return 1.0 - sum(r.flops_after for r in self.layers) / max(before, 1)
+
+    @property
+    def ranks(self) -> dict[str, int | None]:
+        return {r.name: r.rank for r in self.layers}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "allocation": self.allocation, "applied": self.applied,
+            "seconds": self.seconds,
+            "targeted_params_before": self.params_before,
+            "targeted_params_after": self.params_after,
+            "param_ratio_removed": self.param_ratio, "rank_ratio_removed": self.rank_ratio,
+            "flops_ratio_removed": self.flops_ratio,
+            "model_params_before": self.model_params_before,
+            "model_params_after": self.model_params_after,
+            "layers": [r._asdict() for r in self.layers],
+        }
+
+    def table(self) -> str:
+        """Per-layer table and the totals, as plain text."""
+        head = ["layer", "shape", "rank", "params", "FLOPs", "rel.err"]
+        rows = []
+        for r in self.layers:
+            rank = "dense" if r.rank is None else f"{r.rank}/{r.full_rank}"
+            rows.append([r.name, f"{r.shape[0]}x{r.shape[1]}", rank,
+                         f"{r.params_before}->{r.params_after}",
+                         f"{r.flops_before}->{r.flops_after}", f"{r.rel_error:.4f}"])
+        widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+                 "  ".join("-" * w for w in widths)]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in rows]
+        lines.append(
+            f"targeted layers: {self.params_before} -> {self.params_after} parameters "
+            f"({100 * self.param_ratio:.1f}% removed); ranks {100 * self.rank_ratio:.1f}% "
+            f"removed; FLOPs {100 * self.flops_ratio:.1f}% removed")
+        lines.append(f"model: {self.model_params_before} -> {self.model_params_after} "
+                     f"parameters; method={self.method}, allocation={self.allocation}, "
+                     f"{self.seconds:.1f} s" + ("" if self.applied else " (dry run)"))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+# ------------------------------------------------------------------ layer geometry
+
+def _kind(mod: nn.Module) -> str:
+    if isinstance(mod, nn.Embedding):
+        return "embedding"
+    if isinstance(mod, nn.Conv2d):
+        return "conv2d"
+    return "linear"
+
+
+def _unit(name: str, mod: nn.Module, spectrum: torch.Tensor) -> Unit:
+    W = dense_matrix(mod)
+    m, n = W.shape
+    bias = getattr(mod, "bias", None)
+    fixed = n if isinstance(mod, nn.Embedding) else (0 if bias is None else bias.numel())
+    dense = sum(p.numel() for p in mod.parameters(recurse=False))
+    max_rank = (dense - fixed - 1) // (m + n)
+    return Unit(name, dense, m + n, fixed, min(max_rank, min(m, n)), spectrum)
+
+
+def _max_rank(mod: nn.Module) -> int:
+    return _unit("", mod, torch.zeros(1)).max_rank
+
+
+def _flops(mod: nn.Module, rank: int | None) -> int:
+    """Multiply-adds per output position (token / pixel / lookup)."""
+    m, n = dense_matrix(mod).shape
+    if isinstance(mod, nn.Embedding):
+        return 0 if rank is None else rank * n
+    return m * n if rank is None else rank * (m + n)
+
+
+def _context(name: str, mod: nn.Module, stats: LayerStats | None,
+             fisher: torch.Tensor | None, options: dict[str, Any]) -> LayerContext:
+    W = dense_matrix(mod).detach().to(torch.float64)
+    bias = getattr(mod, "bias", None)
+    b = None if bias is None or isinstance(mod, nn.Embedding) else bias.detach().to(
+        torch.float64)
+    return LayerContext(name, _kind(mod), W, b, stats, fisher, options)
+
+
+def build_module(mod: nn.Module, f: Factors) -> nn.Module:
+    """The factorized replacement of ``mod`` from float64 factors (cast to its dtype)."""
+    w = dense_matrix(mod)
+    dt, dev = w.dtype, w.device
+
+    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device=dev, dtype=dt)
+
+    A, B, bias, fb = cast(f.A), cast(f.B), cast(f.bias), cast(f.first_bias)
+    for t in (A, B, bias, fb):
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise ConvergenceError(
+                f"Factors overflow {dt} (non-finite after the cast); use a wider dtype.")
+    if isinstance(mod, nn.Embedding):
+        new = LowRankEmbedding.from_factors(mod, A, B, bias)
+    elif isinstance(mod, nn.Conv2d):
+        new = LowRankConv2d.from_factors(mod, A, B, bias, fb)
+    else:
+        new = LowRankLinear.from_factors(A, B, bias, fb)
+    new.train(mod.training)
+    for p_old, p_new in zip((mod.weight,), (new.second.weight if hasattr(new, "second")
+                                             else new.proj.weight,), strict=True):
+        p_new.requires_grad_(p_old.requires_grad)
+    return new
+
+
+def _replace(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
+    """Swap modules in; on any failure put back the ones already swapped."""
+    done: list[tuple[nn.Module, str, nn.Module]] = []
+    try:
+        for qname, new in replacements.items():
+            parent_name, _, child = qname.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            old = getattr(parent, child)
+            setattr(parent, child, new)
+            done.append((parent, child, old))
+    except BaseException:
+        for parent, child, old in reversed(done):
+            setattr(parent, child, old)
+        raise
+
+
+# ------------------------------------------------------------------ sensitivity
+
+def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
+                  decomps: dict[str, Decomposition], calib: Calibration, n_batches: int,
+                  loss_fn: Callable | None, func: str) -> Callable[[str, int], float]:
+    batches = []
+    for i, b in enumerate(calib):
+        if i >= n_batches:
+            break
+        batches.append(b)
+    use_loss = loss_fn is not None
+    refs: list[torch.Tensor] = []
+    with torch.no_grad(), _eval_mode(model):
+        if not use_loss:
+            try:
+                out = calib.run(model, batches[0])
+                use_loss = getattr(out, "loss", None) is not None
+            except Exception as exc:
+                raise InvalidParameterError(
+                    f"The 'calibration' parameter of {func} holds batches the model cannot "
+                    f"run: {type(exc).__name__}: {exc}") from exc
+        if use_loss:
+            base = sum(float(compute_loss(model, b, calib, loss_fn, first=False, func=func))
+                       for b in batches) / len(batches)
+        else:
+            refs = [main_output(calib.run(model, b)).detach() for b in batches]
+
+    def measure(name: str, rank: int) -> float:
+        mod = modules[name]
+        rep = build_module(mod, decomps[name].factors(rank))
+        with torch.no_grad(), _eval_mode(model), substitute({mod: rep}):
+            if use_loss:
+                cur = sum(float(compute_loss(model, b, calib, loss_fn, first=False,
+                                             func=func)) for b in batches) / len(batches)
+                return cur - base
+            num = den = 0.0
+            for b, ref in zip(batches, refs, strict=True):
+                out = main_output(calib.run(model, b))
+                num += float(((out - ref).to(torch.float64) ** 2).sum())
+                den += float((ref.to(torch.float64) ** 2).sum())
+            return num / max(den, 1e-300)
+
+    return measure
+
+
+# ------------------------------------------------------------------ whiten_update
+
+def _dense_refit(ctx: LayerContext, rank: int) -> Factors:
+    st = ctx.stats
+    G, mu = st.second_moment, st.mean
+    return refit_update(ctx.W, ctx.bias, rank, mean_dense=mu, mean_comp=mu, cross=G,
+                        gram_comp=G, ridge=float(ctx.options.get("ridge", 1e-6)))
+
+
+def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
+                       ctxs: dict[str, LayerContext], ranks: dict[str, int | None],
+                       calib: Calibration, max_batches: int | None) -> dict[str, Factors]:
+    from ._sequential import capture_block_inputs, find_blocks, run_block
+
+    todo = {n for n, r in ranks.items() if r is not None and ctxs[n].kind != "embedding"}
+    out: dict[str, Factors] = {}
+    found = find_blocks(model, sorted(todo))
+    in_blocks: dict[int, list[str]] = {}
+    if found is not None:
+        prefix, blocks = found
+        pre = prefix + "." if prefix else ""
+        for n in todo:
+            if n.startswith(pre) and n[len(pre):].split(".")[0].isdigit():
+                in_blocks.setdefault(int(n[len(pre):].split(".")[0]), []).append(n)
+    for n in todo - {x for v in in_blocks.values() for x in v}:
+        out[n] = _dense_refit(ctxs[n], ranks[n])  # outside the block stack: dense inputs
+    if not in_blocks:
+        return out
+    captured = capture_block_inputs(model, blocks[0], calib, max_batches)
+    if not captured:
+        raise InvalidParameterError("No calibration batch reached the model's blocks.")
+    dense_h = [(a, k) for a, k, _ in captured]
+    comp_h = list(dense_h)
+    masks = [m for _, _, m in captured]
+    with _eval_mode(model):
+        for i, block in enumerate(blocks):
+            names = sorted(in_blocks.get(i, []))
+            new_dense, new_comp = [], []
+            if names:
+                acc = {n: {"cross": 0.0, "gram": 0.0, "md": 0.0, "mc": 0.0, "count": 0}
+                       for n in names}
+                for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
+                    xd: dict[str, torch.Tensor] = {}
+
+                    def keep(x: torch.Tensor, n: str, xd: dict = xd) -> None:
+                        xd[n] = x.to(torch.float64)
+
+                    def pair(x: torch.Tensor, n: str, xd: dict = xd, acc: dict = acc
+                             ) -> None:
+                        xc, d = x.to(torch.float64), xd[n]
+                        a = acc[n]
+                        a["cross"] = a["cross"] + d.t() @ xc
+                        a["gram"] = a["gram"] + xc.t() @ xc
+                        a["md"] = a["md"] + d.sum(0)
+                        a["mc"] = a["mc"] + xc.sum(0)
+                        a["count"] += xc.shape[0]
+
+                    hd = run_block(block, da, dk, mask, {
+                        modules[n]: (lambda x, n=n: keep(x, n)) for n in names})
+                    run_block(block, ca, ck, mask, {
+                        modules[n]: (lambda x, n=n: pair(x, n)) for n in names})
+                    new_dense.append(((hd,) + tuple(da[1:]), dk))
+                for n in names:
+                    a, c = acc[n], max(acc[n]["count"], 1)
+                    out[n] = refit_update(
+                        ctxs[n].W, ctxs[n].bias, ranks[n], mean_dense=a["md"] / c,
+                        mean_comp=a["mc"] / c, cross=a["cross"] / c, gram_comp=a["gram"] / c,
+                        ridge=float(ctxs[n].options.get("ridge", 1e-6)))
+                reps = {modules[n]: build_module(modules[n], out[n]) for n in names}
+                for (ca, ck), mask in zip(comp_h, masks, strict=True):
+                    with substitute(reps):
+                        hc = run_block(block, ca, ck, mask)
+                    new_comp.append(((hc,) + tuple(ca[1:]), ck))
+            else:
+                for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
+                    new_dense.append(((run_block(block, da, dk, mask),) + tuple(da[1:]), dk))
+                    new_comp.append(((run_block(block, ca, ck, mask),) + tuple(ca[1:]), ck))
+            dense_h, comp_h = new_dense, new_comp
+            if i >= max(in_blocks):
+                break
+    return out
+
+
+# ------------------------------------------------------------------ public API
+
+def _validate(model: Any, ratio: Any, params_budget: Any, method: Any, allocation: Any,
+              inplace: Any, func: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {func} must be a torch.nn.Module. "
+            f"Got {type(model).__name__} instead.")
+    check_exactly_one(func, ratio=ratio, params_budget=params_budget)
+    if ratio is not None:
+        check_float(ratio, "ratio", func, low=0.0, high=1.0, closed_low=False,
+                    closed_high=False)
+    if params_budget is not None:
+        check_int(params_budget, "params_budget", func, low=1)
+    check_option(method, "method", func, METHODS)
+    check_option(allocation, "allocation", func, ALLOCATIONS)
+    check_bool(inplace, "inplace", func)
+
+
+def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, method: str,
+         allocation: str, calibration: Any, targets: Any, exclude: Any, inplace: bool,
+         loss_fn: Callable | None, tokenizer: Any, max_length: int, batch_size: int,
+         forward_fn: Callable | None, max_stats_bytes: int, sensitivity_batches: int,
+         update_batches: int | None, method_options: dict[str, Any] | None,
+         show_progress: bool | None, dry_run: bool, func: str) -> CompressionReport:
+    t0 = time.perf_counter()
+    _validate(model, ratio, params_budget, method, allocation, inplace, func)
+    check_int(max_length, "max_length", func, low=1)
+    check_int(batch_size, "batch_size", func, low=1)
+    check_int(sensitivity_batches, "sensitivity_batches", func, low=1)
+    check_int(update_batches, "update_batches", func, low=1, allow_none=True)
+    check_int(max_stats_bytes, "max_stats_bytes", func, low=1)
+    get_method(method, func)
+    get_allocation(allocation, func)
+    if loss_fn is not None and not callable(loss_fn):
+        raise InvalidParameterError(
+            f"The 'loss_fn' parameter of {func} must be a callable loss_fn(model, batch) "
+            f"or None. Got {type(loss_fn).__name__} instead.")
+    needs = set(NEEDS[method])
+    if allocation == "sensitivity":
+        needs.add("stats")
+    if needs and calibration is None:
+        what = f"method={method!r}" if NEEDS[method] else f"allocation={allocation!r}"
+        raise InvalidParameterError(
+            f"{func} with {what} needs calibration data: pass calibration=... (batches, a "
+            "DataLoader, or texts with tokenizer=...), or use method='svd' with a "
+            "data-free allocation.")
+
+    found = find_targets(model, targets, exclude, func=func)
+    modules = {n: m for n, m in found.items() if _max_rank(m) >= 1}
+    if not modules:
+        raise InvalidParameterError(
+            f"None of the {len(found)} matched modules of {func} gets smaller when "
+            f"factorized: {', '.join(list(found)[:8])}.")
+    if not inplace and not dry_run:
+        memo = copy.deepcopy(model)
+        names = set(modules)
+        modules = {n: memo.get_submodule(n) for n in names}
+        model = memo
+        modules = dict(sorted(modules.items(), key=lambda kv: list(found).index(kv[0])))
+    targeted = sum(sum(p.numel() for p in m.parameters(recurse=False))
+                   for m in modules.values())
+    total = sum(p.numel() for p in model.parameters())
+    if params_budget is not None:
+        low = total - targeted
+        if not low < params_budget < total:
+            raise InvalidParameterError(
+                f"The 'params_budget' parameter of {func} must be an int in "
+                f"({low}, {total}) (the model's parameters outside the targeted layers, "
+                f"and all of them). Got {params_budget} instead.")
+        ratio = (total - params_budget) / targeted
+    keep = int((1.0 - ratio) * targeted)
+
+    calib = None
+    if calibration is not None:
+        calib = prepare_calibration(calibration, model, tokenizer=tokenizer,
+                                    max_length=max_length, batch_size=batch_size,
+                                    forward_fn=forward_fn, func=func)
+        check_batches(model, calib, func)
+    if method == "fwsvd" and loss_fn is None:
+        with torch.no_grad(), _eval_mode(model):
+            out = calib.run(model, next(iter(calib)))
+        if getattr(out, "loss", None) is None:
+            raise InvalidParameterError(
+                f"Method 'fwsvd' of {func} needs a loss: pass loss_fn=lambda model, batch: "
+                "... or batches whose model output carries .loss (e.g. with labels).")
+
+    stats: dict[str, LayerStats] = {}
+    fisher: dict[str, torch.Tensor] = {}
+    with progress(f"{func}: calibration", total=None, enabled=show_progress):
+        if calib is not None:
+            stats = collect_stats(model, modules, calib, max_stats_bytes=max_stats_bytes,
+                                  func=func)
+        if "fisher" in needs:
+            fisher = fisher_rows(model, {n: m for n, m in modules.items()
+                                         if not isinstance(m, nn.Embedding)}, calib,
+                                 loss_fn, func=func)
+    options = dict(method_options or {})
+    fn = METHODS[method]
+    ctxs, decomps, units = {}, {}, []
+    with progress(f"{func}: {method}", total=len(modules), enabled=show_progress) as bar:
+        for n, m in modules.items():
+            ctxs[n] = _context(n, m, stats.get(n), fisher.get(n), options)
+            if method == "fwsvd" and ctxs[n].kind == "embedding":
+                ctxs[n].fisher = torch.ones(1, dtype=torch.float64)
+            decomps[n] = fn(ctxs[n])
+            units.append(_unit(n, m, decomps[n].spectrum))
+            bar.advance(1)
+    smallest = sum(u.params(1) for u in units)
+    if keep < smallest:
+        raise InvalidParameterError(
+            f"The 'ratio' parameter of {func} removes more than rank 1 everywhere allows: "
+            f"at most {1 - smallest / targeted:.4f} of the targeted parameters can go. "
+            f"Got {ratio} instead.")
+    measure = None
+    if allocation == "sensitivity":
+        measure = _make_measure(model, modules, decomps, calib, sensitivity_batches, loss_fn,
+                                func)
+    with progress(f"{func}: allocation ({allocation})", total=None, enabled=show_progress):
+        ranks = ALLOCATIONS[allocation](units, keep, measure=measure)
+
+    factors: dict[str, Factors] = {}
+    if method == "whiten_update" and calib is not None:
+        with progress(f"{func}: update", total=None, enabled=show_progress):
+            factors = _sequential_update(model, modules, ctxs, ranks, calib, update_batches)
+    new_modules: dict[str, nn.Module] = {}
+    rows = []
+    for u in units:
+        n, m, r = u.name, modules[u.name], ranks[u.name]
+        full = min(dense_matrix(m).shape)
+        if r is None:
+            rows.append(LayerReport(n, _kind(m), tuple(dense_matrix(m).shape), None, full,
+                                    u.dense_params, u.dense_params, _flops(m, None),
+                                    _flops(m, None), 0.0))
+            continue
+        f = factors.get(n) or decomps[n].factors(r)
+        new_modules[n] = build_module(m, f)
+        new_modules[n].rankfold_method = method
+        rows.append(LayerReport(n, _kind(m), tuple(dense_matrix(m).shape), r, full,
+                                u.dense_params, u.params(r), _flops(m, None), _flops(m, r),
+                                output_error(ctxs[n], f)))
+    after = total - sum(r.params_before - r.params_after for r in rows)
+    if not dry_run:
+        _replace(model, new_modules)
+    return CompressionReport(rows, method, allocation, total, after,
+                             time.perf_counter() - t0, not dry_run,
+                             None if dry_run else model)
+
+
+def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int | None = None,
+             method: str = DEFAULT_METHOD, allocation: str = DEFAULT_ALLOCATION,
+             calibration: Any = None, targets: Any = None, exclude: Any = None,
+             inplace: bool = True, loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None
+             = None, tokenizer: Any = None, max_length: int = 128, batch_size: int = 16,
+             forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+             max_stats_bytes: int = 2 << 30, sensitivity_batches: int = 2,
+             update_batches: int | None = None, method_options: dict[str, Any] | None = None,
+             show_progress: bool | None = None) -> CompressionReport:
+    """Replace the model's layers by low-rank factorizations, one shot, no retraining.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model (transformers models included); modified in place unless
+        ``inplace=False``.
+    ratio : float in (0, 1), optional
+        Fraction of the targeted layers' parameters to remove (0.4 = 40% fewer).
+        Exactly one of ``ratio`` / ``params_budget``.
+    params_budget : int, optional
+        Parameters the whole model may keep after compression.
+    method : str, default "whiten_update"
+        One of :data:`rankfold.nn.methods.METHODS`: "svd", "fwsvd", "asvd", "whiten",
+        "whiten_update", "afm", "nystrom".
+    allocation : str, default "energy"
+        One of "uniform", "energy", "welore", "sensitivity".
+    calibration : iterable of batches, DataLoader, or list of str, optional
+        Tensors (``model(x)``), dicts (``model(**x)``) or tuples (``model(*x)``);
+        texts need ``tokenizer``. Required by every method except "svd".
+    targets, exclude : str or list of str, optional
+        peft rules: a string is a full-match regex on qualified module names; a list
+        matches exact names or dotted suffixes. Default: every ``nn.Linear`` / ``Conv1D``
+        that factorization makes smaller (heads tied to embeddings excluded).
+    inplace : bool, default True
+        ``False`` compresses a deep copy (``report.model``).
+    loss_fn : callable(model, batch) -> scalar tensor, optional
+        Loss for "fwsvd" and "sensitivity"; without it the model output's ``.loss`` is
+        used, and "sensitivity" falls back to the change of the model's output.
+    tokenizer, max_length, batch_size
+        Used when ``calibration`` is a list of texts.
+    forward_fn : callable(model, batch), optional
+        How to run a batch (default: by its type, see above).
+    max_stats_bytes : int, default 2 GiB
+        Memory for per-layer statistics; more layers take more passes over the data.
+    sensitivity_batches : int, default 2
+        Calibration batches used to measure sensitivity.
+    update_batches : int, optional
+        Calibration batches propagated by "whiten_update" (default: all).
+    method_options : dict, optional
+        ``alpha`` (asvd, 0.5), ``ridge`` (whitening, 1e-6), ``ridge_lambda`` (nystrom, 1e-2).
+    show_progress : bool, optional
+        Progress bars on stderr (default: only on a terminal).
+
+    Returns
+    -------
+    CompressionReport
+        Per layer: rank, parameters and FLOPs before/after, relative output error on the
+        calibration data; totals as parameter ratio AND rank ratio.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad arguments, no matching module, calibration batches the model cannot run, a
+        method needing a loss without one. The model is untouched.
+    ConvergenceError
+        Non-finite factors. The model is untouched.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rankfold.nn import compress
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+    ...                             torch.nn.Linear(64, 64))
+    >>> x = [torch.randn(32, 64, generator=torch.Generator().manual_seed(0))]
+    >>> rep = compress(model, ratio=0.5, calibration=x)
+    >>> round(rep.param_ratio, 1)
+    0.5
+    """
+    return _run(model, ratio=ratio, params_budget=params_budget, method=method,
+                allocation=allocation, calibration=calibration, targets=targets,
+                exclude=exclude, inplace=inplace, loss_fn=loss_fn, tokenizer=tokenizer,
+                max_length=max_length, batch_size=batch_size, forward_fn=forward_fn,
+                max_stats_bytes=max_stats_bytes, sensitivity_batches=sensitivity_batches,
+                update_batches=update_batches, method_options=method_options,
+                show_progress=show_progress, dry_run=False, func="compress")
+
+
+def plan(model: nn.Module, *, verbose: bool = True, **kwargs: Any) -> CompressionReport:
+    """Dry run of :func:`compress`: same arguments, nothing replaced.
+
+    Returns the :class:`CompressionReport` (shape, rank, parameters and FLOPs before and
+    after, estimated relative output error per layer) and, with ``verbose=True``, writes
+    its table to stdout.
+    """
+    kwargs.setdefault("method", DEFAULT_METHOD)
+    kwargs.setdefault("allocation", DEFAULT_ALLOCATION)
+    kwargs.pop("inplace", None)
+    defaults = dict(ratio=None, params_budget=None, calibration=None, targets=None,
+                    exclude=None, loss_fn=None, tokenizer=None, max_length=128,
+                    batch_size=16, forward_fn=None, max_stats_bytes=2 << 30,
+                    sensitivity_batches=2, update_batches=None, method_options=None,
+                    show_progress=None)
+    unknown = set(kwargs) - set(defaults) - {"method", "allocation"}
+    if unknown:
+        raise InvalidParameterError(
+            f"plan got unknown arguments {sorted(unknown)}; it takes compress's arguments.")
+    defaults.update(kwargs)
+    rep = _run(model, inplace=True, dry_run=True, func="plan", **defaults)
+    if verbose:
+        sys.stdout.write(rep.table() + "\n")
+    return rep
+

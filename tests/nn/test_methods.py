@@ -1,0 +1,99 @@
+"""Methods: exact at full rank; whitening is optimal for the output error (brute force)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _nn_models import gen
+
+from rankfold._errors import InvalidParameterError
+from rankfold.nn.calibration import LayerStats
+from rankfold.nn.methods import METHODS, LayerContext, output_error, refit_update
+
+
+def _ctx(m: int = 7, n: int = 5, rows: int = 200, seed: int = 0) -> tuple[LayerContext,
+                                                                          torch.Tensor]:
+    g = gen(seed)
+    W = torch.randn(m, n, generator=g, dtype=torch.float64)
+    b = torch.randn(m, generator=g, dtype=torch.float64)
+    mix = torch.randn(n, n, generator=g, dtype=torch.float64) * torch.logspace(
+        0, -1.5, n, dtype=torch.float64)
+    X = torch.randn(rows, n, generator=g, dtype=torch.float64) @ mix + 0.3
+    st = LayerStats(X.t() @ X, X.sum(0), X.abs().sum(0), rows)
+    fisher = torch.rand(m, generator=g, dtype=torch.float64) + 0.1
+    return LayerContext("layer", "linear", W, b, st, fisher), X
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("shape", [(7, 5), (4, 9)])
+def test_full_rank_recovers_layer(name: str, shape: tuple[int, int], seed: int) -> None:
+    ctx, X = _ctx(*shape, seed=seed)
+    dec = METHODS[name](ctx)
+    # Nystrom keeps input channels: its full rank is n
+    f = dec.factors(shape[1] if name == "nystrom" else min(shape))
+    y = X @ ctx.W.t() + ctx.bias
+    y2 = (X @ f.B.t()) @ f.A.t() + f.bias
+    torch.testing.assert_close(y2, y, atol=1e-7, rtol=1e-7)
+    assert output_error(ctx, f) < 1e-6
+    assert dec.spectrum.shape[0] >= min(shape)
+    assert bool((dec.spectrum[:-1] >= dec.spectrum[1:] - 1e-12).all())
+
+
+def _brute_force(W: torch.Tensor, X: torch.Tensor, k: int, bias: bool, restarts: int = 5
+                 ) -> float:
+    """Alternating least squares with restarts: min ||(W x + b) - (A B x + c)||^2."""
+    Y = X @ W.t()
+    Z = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1) if bias else X
+    best = float("inf")
+    for r in range(restarts):
+        B = torch.randn(k, Z.shape[1], generator=gen(100 + r), dtype=X.dtype)
+        for _ in range(300):
+            H = Z @ B.t()
+            A = torch.linalg.lstsq(H, Y).solution.t()
+            B = torch.linalg.lstsq(A, torch.linalg.lstsq(Z, Y).solution.t()).solution
+            # exact B-step for ||Y - Z B^T A^T||: B^T = (Z^T Z)^-1 Z^T Y A (A^T A)^-1
+            B = (torch.linalg.solve(Z.t() @ Z, Z.t() @ Y @ A) @ torch.linalg.inv(A.t() @ A)).t()
+        best = min(best, float(((Y - Z @ B.t() @ A.t()) ** 2).sum()))
+    return best
+
+
+def test_whitening_minimises_output_error_brute_force(seed: int) -> None:
+    ctx, X = _ctx(6, 5, rows=80, seed=seed)
+    k = 2
+    f = METHODS["whiten"](ctx).factors(k)
+    err_w = float(((X @ (ctx.W - f.A @ f.B).t()) ** 2).sum())
+    err_bf = _brute_force(ctx.W, X, k, bias=False)
+    assert err_w <= err_bf * (1 + 1e-6)
+    assert err_w >= err_bf * (1 - 1e-6)  # the brute force finds the same optimum
+    f_svd = METHODS["svd"](ctx).factors(k)
+    err_svd = float(((X @ (ctx.W - f_svd.A @ f_svd.B).t()) ** 2).sum())
+    assert err_svd > err_w * 1.01  # whitening matters on correlated inputs
+
+
+def test_update_is_optimal_affine_fit(seed: int) -> None:
+    ctx, X = _ctx(6, 5, rows=80, seed=seed)
+    g = gen(seed + 50)
+    Xc = X + 0.1 * torch.randn(X.shape, generator=g, dtype=X.dtype)  # "compressed" inputs
+    N = X.shape[0]
+    f = refit_update(ctx.W, ctx.bias, 2, mean_dense=X.mean(0), mean_comp=Xc.mean(0),
+                     cross=X.t() @ Xc / N, gram_comp=Xc.t() @ Xc / N, ridge=0.0)
+    Y = X @ ctx.W.t() + ctx.bias
+    err = float(((Y - (Xc @ f.B.t() @ f.A.t() + f.bias)) ** 2).sum())
+    # brute force over rank-2 A B with a free bias, on targets Y from inputs Xc
+    Yc = Y - Y.mean(0)
+    Zc = Xc - Xc.mean(0)
+    Wls = torch.linalg.lstsq(Zc, Yc).solution.t()
+    bf = _brute_force(Wls, Zc, 2, bias=False)
+    bf += float(((Yc - Zc @ Wls.t()) ** 2).sum())
+    assert abs(err - bf) <= 1e-6 * bf
+
+
+def test_methods_need_their_data() -> None:
+    ctx, _ = _ctx()
+    ctx.fisher = None
+    with pytest.raises(InvalidParameterError, match="'fwsvd' needs a loss"):
+        METHODS["fwsvd"](ctx)
+    ctx.stats = None
+    for name in ("whiten", "asvd", "afm", "nystrom"):
+        with pytest.raises(InvalidParameterError, match=f"'{name}' needs calibration"):
+            METHODS[name](ctx)
