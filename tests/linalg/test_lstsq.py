@@ -66,7 +66,7 @@ def test_sketch_precondition_matches_numpy_ill_conditioned(kind: str, seed: int)
     assert isinstance(info, LstsqInfo) and info.converged and info.method == "sketch_precondition"
     assert 0 < info.iterations < 100
     assert info.rank == 30 and 1e5 < info.cond_estimate < 1e7
-    assert info.cond_preconditioned < 100  # the preconditioned system is well conditioned
+    assert 1.0 <= info.cond_preconditioned < 10  # the preconditioned system is well conditioned
     np.testing.assert_allclose(info.residual_norm, np.linalg.norm(A @ xs - b), rtol=1e-9)
 
 
