@@ -159,7 +159,7 @@ def _mid_tols(s: torch.Tensor, ranks: list[int]) -> list[float]:
     return [math.sqrt(errs[r - 1] * errs[r]) for r in ranks]
 
 
-@pytest.mark.parametrize("block_size", [None, 1, 4])
+@pytest.mark.parametrize("block_size", [None, 3])
 def test_tol_finds_the_optimal_rank(block_size: int | None, dtype: torch.dtype,
                                     seed: int) -> None:
     A = planted_matrix(120, 90, decay="fast", seed=seed, dtype=dtype)

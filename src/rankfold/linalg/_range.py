@@ -20,11 +20,16 @@ import torch
 from .._array import InputInfo, MatrixOperator, as_tensor
 from .._validation import check_finite, check_matrix_shape, param_error
 
-__all__ = ["LinearMap", "as_linear_map", "orthonormalize", "fro_norm_sq", "serial"]
+__all__ = ["LinearMap", "as_linear_map", "orthonormalize", "thin_svd_tall", "fro_norm_sq",
+           "serial"]
 
 # Cholesky-QR is used only when the basis is this well conditioned (estimated from the
 # diagonal of R); otherwise rounding would leave Q far from orthonormal.
 _CHOLQR_MAX_COND = {torch.float32: 1e3, torch.float64: 1e7}
+# thin_svd_tall reads singular values off the Cholesky factor of a float64 Gram matrix:
+# their error is about eps64 * cond^2 relative to the largest, so cond is kept small
+# enough for the working precision.
+_SVD_GRAM_MAX_COND = {torch.float32: 1e4, torch.float64: 1e3}
 
 
 class LinearMap:
@@ -212,13 +217,15 @@ def _householder(X: torch.Tensor) -> torch.Tensor:
         return torch.linalg.qr(X).Q
 
 
-def orthonormalize(X: torch.Tensor) -> torch.Tensor:
+def orthonormalize(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
     """An orthonormal basis of the columns of ``X`` (shape ``(*, m, l)``, ``m >= l``).
 
     Cholesky-QR2 (two rounds of ``X R^{-1}`` with ``R`` the Cholesky factor of the Gram
     matrix, formed in float64) costs one GEMM-like pass instead of Householder QR's
     BLAS-2-bound panel factorisations. When ``X`` is ill conditioned or rank deficient
     the Cholesky factor fails or is untrustworthy, and Householder QR is used instead.
+    ``rounds=1`` gives a well-conditioned (not exactly orthonormal) basis, enough between
+    power iterations.
 
     References
     ----------
@@ -233,14 +240,53 @@ def orthonormalize(X: torch.Tensor) -> torch.Tensor:
     if limit is None:
         return _householder(X)
     Q = X
-    for _ in range(2):
-        gram = (Q.mH @ Q).to(torch.float64)
+    for _ in range(rounds):
+        R = _gram_cholesky(Q, limit)
+        if R is None:
+            return _householder(X)
         with serial():
-            R, info = torch.linalg.cholesky_ex(gram, upper=True)
-            if bool((info != 0).any()):
-                return _householder(X)
-            diag = R.diagonal(dim1=-2, dim2=-1).abs()
-            if bool((diag.amax(-1) > limit * diag.amin(-1)).any()):
-                return _householder(X)
             Q = torch.linalg.solve_triangular(R.to(X.dtype), Q, upper=True, left=False)
     return Q
+
+
+def _gram_cholesky(Y: torch.Tensor, limit: float, *, exact_gram: bool = False,
+                   ) -> torch.Tensor | None:
+    """Upper Cholesky factor (float64) of ``Y^H Y``, or None when ``Y`` looks worse
+    conditioned than ``limit`` (judged from the diagonal of the factor). ``exact_gram``
+    forms the Gram matrix in float64 (needed when R's singular values are used)."""
+    if exact_gram and Y.dtype != torch.float64:
+        Y64 = Y.to(torch.float64)
+        gram = Y64.mH @ Y64
+    else:
+        gram = (Y.mH @ Y).to(torch.float64)
+    with serial():
+        R, info = torch.linalg.cholesky_ex(gram, upper=True)
+        if bool((info != 0).any()):
+            return None
+        diag = R.diagonal(dim1=-2, dim2=-1).abs()
+        if bool((diag.amax(-1) > limit * diag.amin(-1)).any()):
+            return None
+    return R
+
+
+def thin_svd_tall(Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Leading ``k`` singular triplets of a tall ``Y`` (``(*, m, L)``, ``m >= L >= k``).
+
+    Returns ``U (*, m, k)``, ``s (*, k)``, ``vh (*, k, L)``. Via ``Y = Q R`` with ``R``
+    the Cholesky factor of ``Y^H Y`` (float64): ``U = Y (R^{-1} u_k)``, so neither ``Q``
+    nor an ``m x L`` triangular solve is formed, only one ``m x L x k`` product. Falls
+    back to Householder QR for ill-conditioned ``Y``.
+    """
+    m, L = Y.shape[-2], Y.shape[-1]
+    limit = _SVD_GRAM_MAX_COND.get(Y.dtype)
+    R = _gram_cholesky(Y, limit, exact_gram=True) if (limit is not None and L <= m) else None
+    if R is None:
+        Q = _householder(Y)
+        Rq = Q.mH @ Y
+        with serial():
+            u, s, vh = torch.linalg.svd(Rq, full_matrices=False)
+        return Q @ u[..., :k], s[..., :k], vh[..., :k, :]
+    with serial():
+        u, s, vh = torch.linalg.svd(R, full_matrices=False)
+        coef = torch.linalg.solve_triangular(R, u[..., :k], upper=True)
+    return (Y @ coef.to(Y.dtype), s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype))

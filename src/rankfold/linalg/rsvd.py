@@ -21,7 +21,14 @@ from .._array import to_output
 from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
 from .._random import GeneratorLike, check_generator
 from .._validation import check_exactly_one, check_float, check_int, check_option
-from ._range import LinearMap, as_linear_map, fro_norm_sq, orthonormalize, serial
+from ._range import (
+    LinearMap,
+    as_linear_map,
+    fro_norm_sq,
+    orthonormalize,
+    serial,
+    thin_svd_tall,
+)
 
 __all__ = ["SVDResult", "rsvd", "RSVD", "RSVD_METHODS"]
 
@@ -65,10 +72,10 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
     trailing directions. ``block_size`` is not used.
     """
     ell = min(rank + oversample, A.m, A.n)
-    Q = orthonormalize(A.mm(_randn(A, A.n, ell, generator)))
-    for _ in range(n_iter):
-        W = orthonormalize(A.rmm(Q))
-        Q = orthonormalize(A.mm(W))
+    Q = orthonormalize(A.mm(_randn(A, A.n, ell, generator)), rounds=1 if n_iter else 2)
+    for it in range(n_iter):
+        W = orthonormalize(A.rmm(Q), rounds=1)
+        Q = orthonormalize(A.mm(W), rounds=2 if it == n_iter - 1 else 1)
     Bh = A.rmm(Q)  # (n, ell) = (Q^H A)^H
     with serial():
         u, s, vh = torch.linalg.svd(Bh, full_matrices=False)  # Bh = u s vh => B = vh^H s u^H
@@ -107,11 +114,8 @@ def _krylov(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
         width += take
     W = torch.cat(Ws, dim=-1)
     Y = torch.cat(Ys, dim=-1)
-    Qy = orthonormalize(Y)
-    R = Qy.mH @ Y
-    with serial():
-        u, s, vh = torch.linalg.svd(R, full_matrices=False)
-    return Qy @ u, s, vh @ W.mH
+    U, s, vh = thin_svd_tall(Y, min(rank, Y.shape[-1]))
+    return U, s, vh @ W.mH
 
 
 RSVD_METHODS: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {
