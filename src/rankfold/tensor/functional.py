@@ -434,7 +434,10 @@ class _State:
         Z2 = acc.reshape(Qa, Qa, RK, RK).permute(0, 2, 1, 3).reshape(P, P)
         return 0.5 * (Z2 + Z2.T), zy
 
-    def update_core_and_noise(self, rho: float, update_noise: bool = True) -> None:
+    def update_core_and_noise(self, rho: float, noise: str | None = "expected") -> None:
+        """Damped Gaussian core update, then the Gamma noise update: ``noise`` is None
+        (keep tau), "mean" (residuals at the posterior mean) or "expected" (the expected
+        squared error, latent and core variances included)."""
         Z2, zy = self.core_stats()
         tau = self.Etau
         self.LamW = (1 - rho) * self.LamW + rho * tau * Z2
@@ -447,13 +450,18 @@ class _State:
                                    "definite; try a smaller 'damping'.")
         self.SW = torch.cholesky_inverse(c)
         self.mW = torch.cholesky_solve(self.etaW[:, None], c)[:, 0]
-        # Gamma update of tau. The residuals are taken at the posterior mean: the full
-        # expected squared error (which adds the latent and core variances) feeds a
-        # shrinkage spiral in this product model (larger noise -> smaller factors ->
-        # larger expected error) and was seen to collapse fits to zero.
-        if update_noise:
-            r = self.y - self.train_mean()
-            sse = max(float(r @ r), 1e-12 * self.N)
+        # Gamma update of tau. Early on the expected squared error is dominated by the
+        # variances of still uninformed factors and feeds a shrinkage spiral in this
+        # product model (larger noise -> smaller factors), so the first epochs use the
+        # residuals at the posterior mean and switch to the expected error later.
+        if noise is not None:
+            if noise == "mean":
+                r = self.y - self.train_mean()
+                sse = float(r @ r)
+            else:
+                Eww = self.SW + self.mW[:, None] * self.mW[None, :]
+                sse = self.yy - 2.0 * float(zy @ self.mW) + float((Eww * Z2).sum())
+            sse = max(sse, 1e-12 * self.N)
             self.tau_a = self.a0 + 0.5 * self.N
             self.tau_b = self.b0 + 0.5 * sse
         if not math.isfinite(self.tau_b) or not bool(torch.isfinite(self.mW).all()):
@@ -627,7 +635,7 @@ def _funbat_run(X: torch.Tensor, yt: torch.Tensor, rk: tuple[int, ...], structur
         history[f"variance_{k}"] = []
     best_val, best_res, since_best = math.inf, None, 0
     prev_rmse = math.inf
-    st.update_core_and_noise(1.0, update_noise=False)
+    st.update_core_and_noise(1.0, noise=None)
     noise_warmup = min(hyper_every, 5)
     with progress("FunBaT", total=n_epochs, enabled=show_progress) as bar:
         for epoch in range(n_epochs):
@@ -637,7 +645,8 @@ def _funbat_run(X: torch.Tensor, yt: torch.Tensor, rk: tuple[int, ...], structur
             do_hyper = epoch >= 2 * hyper_every and epoch % hyper_every == 0
             for k in range(K):
                 st.update_mode(k, rho, hyper_fn if do_hyper else None)
-            st.update_core_and_noise(rho, update_noise=epoch >= noise_warmup)
+            st.update_core_and_noise(rho, noise=None if epoch < noise_warmup else (
+                "mean" if epoch < 2 * hyper_every else "expected"))
             rmse = float(torch.sqrt(((st.train_mean() - ys) ** 2).mean())) * y_std
             history["train_rmse"].append(rmse)
             history["noise_std"].append(y_std / math.sqrt(st.Etau))
@@ -786,7 +795,7 @@ def _split_frame(coords: Any, y: Any, coord_columns: Sequence[str] | None, func:
             raise param_error("y", func, f"a column of the DataFrame {cols}", y)
         target = coords[y].to_numpy()
     if coord_columns is None:
-        names = [c for c in cols if c != y]
+        names = [c for c in cols if not (isinstance(y, str) and c == y)]
     else:
         names = [str(c) for c in coord_columns]
         missing = [c for c in names if c not in cols]

@@ -1,0 +1,412 @@
+"""FunBaT benchmark: functional Tucker / CP vs discrete completion and GP regression.
+
+Usage: python benchmarks/funbat.py [--quick] [--folds 0,1,..] [--ranks 2,3,5,7]
+       [--datasets us_temp,beijing_pm25,...] [--epochs N] [--no-timing] [--no-memory]
+
+On the FunBaT splits shipped in rankfold (US-Temp; BeijingAir PM2.5 at full resolution and
+at 50x50x150 bins; the synthetic set), per fold, in one process:
+
+- rankfold FunctionalTucker (FunBaT) and FunctionalCP (FunBaT-CP) on the bin-centre
+  coordinates, ranks 2, 3, 5, 7;
+- discrete baselines on the bin indexes: rankfold ``cp_complete`` / ``tucker_complete``
+  (ridge ALS) and TensorLy masked ``parafac`` / ``tucker`` (dense tensor with a mask, only
+  where the dense tensor fits in memory), same ranks;
+- scikit-learn GaussianProcessRegressor (Matern + white noise) on the raw coordinates, on
+  a random subsample of the training set.
+
+Reports test RMSE and MAE as mean +- std over folds, the goals of issue 5 (FunBaT vs the
+best discrete baseline; synthetic latent correlation; 100 epochs on Beijing at rank 3;
+memory at 10x the data by replication), and writes benchmarks/results/funbat.json and
+docs/benchmarks/funbat.md. ``--quick`` runs folds 0-1 and ranks 2, 3 with fewer epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from rankfold._io import atomic_write_text  # noqa: E402
+from rankfold.datasets import load_funbat, load_funbat_truth  # noqa: E402
+from rankfold.tensor import FunctionalCP, FunctionalTucker  # noqa: E402
+
+DATASETS = ["synthetic", "us_temp", "beijing_pm25", "beijing_pm25_50x50x150"]
+LABELS = {"synthetic": "Synthetic", "us_temp": "US-Temp", "beijing_pm25": "PM2.5 (full)",
+          "beijing_pm25_50x50x150": "PM2.5 (50x50x150)"}
+DENSE_LIMIT = 5_000_000  # TensorLy needs the dense tensor and its mask
+SCALING = ROOT / "benchmarks" / "results" / "funbat_scaling.json"
+
+
+def _metrics(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    err = pred - y
+    return float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err)))
+
+
+class Clock:
+    def __enter__(self) -> Clock:
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.perf_counter() - self.w
+        self.cpu = time.process_time() - self.c
+
+
+def run_functional(cls: type, split: Any, rank: int, epochs: int, seed: int,
+                   ) -> tuple[dict[str, float], Any]:
+    with Clock() as c:
+        model = cls(rank, n_epochs=epochs, generator=seed).fit(split.coords_train,
+                                                              split.y_train)
+        pred = model.predict(split.coords_test)
+    rmse, mae = _metrics(pred, split.y_test)
+    return {"rmse": rmse, "mae": mae, "seconds": c.wall, "cpu_seconds": c.cpu,
+            "epochs": model.n_epochs_}, model
+
+
+def _standardise(split: Any) -> tuple[np.ndarray, float, float]:
+    mu, sd = float(split.y_train.mean()), float(split.y_train.std()) or 1.0
+    return (split.y_train - mu) / sd, mu, sd
+
+
+def run_rankfold_discrete(kind: str, split: Any, rank: int, seed: int,
+                          l2_grid: tuple[float, ...]) -> dict[str, float] | None:
+    from rankfold.tensor import complete
+
+    fn = getattr(complete, f"{kind}_complete", None)
+    if fn is None:
+        return None
+    ys, mu, sd = _standardise(split)
+    best = None
+    for l2 in l2_grid:
+        with Clock() as c, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = dict(n_iter_max=100, l2_reg=l2, generator=seed)
+            est = fn(split.indices_train, ys, split.shape, rank, **kw)
+            pred = np.asarray(est.values_at(split.indices_test)) * sd + mu
+        rmse, mae = _metrics(pred, split.y_test)
+        if np.isfinite(rmse) and (best is None or rmse < best["rmse"]):
+            best = {"rmse": rmse, "mae": mae, "seconds": c.wall, "cpu_seconds": c.cpu,
+                    "l2_reg": l2}
+    return best
+
+
+def run_tensorly(kind: str, split: Any, rank: int, seed: int) -> dict[str, float] | None:
+    if math.prod(split.shape) > DENSE_LIMIT:
+        return None
+    import tensorly as tl
+    from tensorly.decomposition import parafac, tucker
+
+    ys, mu, sd = _standardise(split)
+    dense = np.zeros(split.shape)
+    mask = np.zeros(split.shape)
+    # several entries may share a bin: use their mean
+    cnt = np.zeros(split.shape)
+    np.add.at(dense, tuple(split.indices_train.T), ys)
+    np.add.at(cnt, tuple(split.indices_train.T), 1.0)
+    mask[cnt > 0] = 1.0
+    dense[cnt > 0] /= cnt[cnt > 0]
+    with Clock() as c, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "parafac":
+            cp = parafac(tl.tensor(dense), rank, mask=tl.tensor(mask), n_iter_max=100,
+                         init="random", random_state=seed)
+            full = tl.cp_to_tensor(cp)
+        else:
+            tk = tucker(tl.tensor(dense), [min(rank, s) for s in split.shape],
+                        mask=tl.tensor(mask), n_iter_max=100, init="random",
+                        random_state=seed)
+            full = tl.tucker_to_tensor(tk)
+        pred = np.asarray(full)[tuple(split.indices_test.T)] * sd + mu
+    rmse, mae = _metrics(pred, split.y_test)
+    return {"rmse": rmse, "mae": mae, "seconds": c.wall, "cpu_seconds": c.cpu}
+
+
+def run_gp(split: Any, n_sub: int, seed: int) -> dict[str, float]:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    rng = np.random.default_rng(seed)
+    n = split.coords_train.shape[0]
+    sub = rng.choice(n, size=min(n_sub, n), replace=False)
+    ys, mu, sd = _standardise(split)
+    kern = ConstantKernel(1.0) * Matern(length_scale=[0.2] * split.coords_train.shape[1],
+                                        nu=1.5) + WhiteKernel(0.1)
+    with Clock() as c, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gp = GaussianProcessRegressor(kern, normalize_y=False, random_state=seed,
+                                      n_restarts_optimizer=0)
+        gp.fit(split.coords_train[sub], ys[sub])
+        pred = gp.predict(split.coords_test) * sd + mu
+    rmse, mae = _metrics(pred, split.y_test)
+    return {"rmse": rmse, "mae": mae, "seconds": c.wall, "cpu_seconds": c.cpu,
+            "n_train": int(len(sub))}
+
+
+def latent_correlation(model: Any) -> list[float]:
+    """Correlation of the best linear combination of each mode's latent functions with
+    the true trajectory (sign and scale free; for rank 1 it is |corr|)."""
+    grids, truth = load_funbat_truth()
+    out = []
+    for k in range(2):
+        mean, _ = model.latent_functions(k, grids[k])
+        A = np.c_[mean, np.ones(len(grids[k]))]
+        coef, *_ = np.linalg.lstsq(A, truth[k], rcond=None)
+        out.append(float(np.corrcoef(A @ coef, truth[k])[0, 1]))
+    return out
+
+
+_MEM_CHILD = r"""
+import resource, sys, time, numpy as np
+sys.path.insert(0, {src!r})
+from rankfold.datasets import load_funbat
+from rankfold.tensor import FunctionalTucker
+s = load_funbat("beijing_pm25", 0)
+rep = int(sys.argv[1])
+X = np.tile(s.coords_train, (rep, 1)); y = np.tile(s.y_train, rep)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.process_time()
+m = FunctionalTucker(3, n_epochs=5, tol=0.0, generator=0).fit(X, y)
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - t)
+"""
+
+
+def memory_scaling() -> dict[str, Any]:
+    out = {}
+    for rep in (1, 10):
+        r = subprocess.run([sys.executable, "-c", _MEM_CHILD.format(src=str(ROOT / "src")),
+                            str(rep)], capture_output=True, text=True, check=True)
+        base, peak, cpu = r.stdout.split()
+        out[f"x{rep}"] = {"N": 13572 * rep, "rss_before_mb": int(base) / 1024,
+                          "rss_peak_mb": int(peak) / 1024,
+                          "fit_increment_mb": (int(peak) - int(base)) / 1024,
+                          "cpu_seconds_5_epochs": float(cpu)}
+    return out
+
+
+def timing_beijing(epochs: int) -> dict[str, float]:
+    split = load_funbat("beijing_pm25", 0)
+    with Clock() as c:
+        m = FunctionalTucker(3, n_epochs=epochs, tol=0.0, generator=0).fit(
+            split.coords_train, split.y_train)
+    return {"epochs": m.n_epochs_, "wall_seconds": c.wall, "cpu_seconds": c.cpu}
+
+
+def _agg(vals: list[float]) -> tuple[float, float]:
+    a = np.asarray(vals, dtype=float)
+    return float(a.mean()), float(a.std()) if len(a) > 1 else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--folds", default=None)
+    ap.add_argument("--ranks", default=None)
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--gp-subsample", type=int, default=None)
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-tensorly", action="store_true")
+    ap.add_argument("--scaling-only", action="store_true",
+                    help="only the timing and memory goals (to results/funbat_scaling.json)")
+    args = ap.parse_args()
+    if args.scaling_only:
+        scaling = {"command": "python benchmarks/funbat.py " + " ".join(sys.argv[1:])}
+        print("timing: 100 epochs on Beijing (full), rank 3 ...", file=sys.stderr, flush=True)
+        scaling["beijing_100_epochs_rank3"] = timing_beijing(100)
+        print("memory: 1x and 10x replicated Beijing ...", file=sys.stderr, flush=True)
+        scaling["memory_scaling"] = memory_scaling()
+        atomic_write_text(SCALING, json.dumps(scaling, indent=2))
+        print(json.dumps(scaling, indent=2))
+        return 0
+    folds = [int(f) for f in (args.folds or ("0,1" if args.quick else "0,1,2,3,4")).split(",")]
+    ranks = [int(r) for r in (args.ranks or ("2,3" if args.quick else "2,3,5,7")).split(",")]
+    epochs = args.epochs or (50 if args.quick else 100)
+    n_gp = args.gp_subsample or (1000 if args.quick else 2000)
+    datasets = [d for d in args.datasets.split(",") if d]
+    torch.set_num_threads(2)
+    cmd = "python benchmarks/funbat.py " + " ".join(sys.argv[1:])
+    rows: list[dict[str, Any]] = []
+    latent: dict[str, list[float]] = {}
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    for ds in datasets:
+        ds_folds = [0] if ds == "synthetic" else folds
+        for fold in ds_folds:
+            split = load_funbat(ds, fold)
+            ds_ranks = [1] + ranks if ds == "synthetic" else ranks
+            for name, cls in (("FunBaT", FunctionalTucker), ("FunBaT-CP", FunctionalCP)):
+                for r in ds_ranks:
+                    res, model = run_functional(cls, split, r, epochs, fold)
+                    rows.append({"dataset": ds, "fold": fold, "method": name, "rank": r, **res})
+                    log(f"{ds} fold {fold} {name} R={r}: rmse {res['rmse']:.4f} "
+                        f"({res['seconds']:.1f} s)")
+                    if ds == "synthetic":
+                        latent[f"{name} R={r}"] = latent_correlation(model)
+            for kind in ("cp", "tucker"):
+                for r in ranks:
+                    res = run_rankfold_discrete(kind, split, r, fold, (0.1, 1.0))
+                    if res is not None:
+                        rows.append({"dataset": ds, "fold": fold,
+                                     "method": f"rankfold {kind}_complete", "rank": r, **res})
+                        log(f"{ds} fold {fold} {kind}_complete R={r}: rmse {res['rmse']:.4f}")
+            if not args.no_tensorly:
+                for kind in ("parafac", "tucker"):
+                    for r in ranks:
+                        res = run_tensorly(kind, split, r, fold)
+                        if res is not None:
+                            rows.append({"dataset": ds, "fold": fold,
+                                         "method": f"TensorLy masked {kind}", "rank": r,
+                                         **res})
+                            log(f"{ds} fold {fold} tensorly {kind} R={r}: "
+                                f"rmse {res['rmse']:.4f}")
+            res = run_gp(split, n_gp, fold)
+            rows.append({"dataset": ds, "fold": fold, "method": "sklearn GP (Matern-3/2)",
+                         "rank": None, **res})
+            log(f"{ds} fold {fold} GP: rmse {res['rmse']:.4f}")
+            partial_meta = {"command": cmd, "folds": folds, "ranks": ranks, "epochs": epochs,
+                            "gp_subsample": n_gp, "dtype": "float64", "threads": 2,
+                            "machine": "2 cores, shared with other jobs",
+                            "python": platform.python_version(), "torch": torch.__version__}
+            finish(rows, latent, partial_meta, datasets, args, final=False)
+
+    meta = {"command": cmd, "folds": folds, "ranks": ranks, "epochs": epochs,
+            "gp_subsample": n_gp, "dtype": "float64", "threads": 2,
+            "machine": "2 cores, shared with other jobs", "python": platform.python_version(),
+            "torch": torch.__version__, "complete": False}
+    finish(rows, latent, meta, datasets, args, final=True)
+    return 0
+
+
+def finish(rows: list[dict[str, Any]], latent: dict[str, list[float]], meta: dict[str, Any],
+           datasets: list[str], args: argparse.Namespace, final: bool) -> None:
+    """Aggregate, check the goals and write the JSON and markdown (also for partial runs,
+    so an interrupted benchmark leaves its finished datasets on disk)."""
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    # aggregate over folds
+    table: list[dict[str, Any]] = []
+    keys = sorted({(r["dataset"], r["method"], r["rank"] or 0) for r in rows},
+                  key=lambda k: (datasets.index(k[0]), k[1], k[2]))
+    for ds, method, rank in keys:
+        sel = [r for r in rows if r["dataset"] == ds and r["method"] == method
+               and (r["rank"] or 0) == rank]
+        rm, rs = _agg([r["rmse"] for r in sel])
+        mm, ms = _agg([r["mae"] for r in sel])
+        sec = float(np.median([r["seconds"] for r in sel]))
+        table.append({"dataset": ds, "method": method, "rank": rank or None, "folds": len(sel),
+                      "rmse_mean": rm, "rmse_std": rs, "mae_mean": mm, "mae_std": ms,
+                      "median_seconds": sec})
+
+    goals: dict[str, Any] = {}
+    for ds in datasets:
+        if ds == "synthetic":
+            continue
+        fun = [t for t in table if t["dataset"] == ds and t["method"] == "FunBaT"]
+        disc = [t for t in table if t["dataset"] == ds and (
+            "complete" in t["method"] or "TensorLy" in t["method"])]
+        if fun and disc:
+            bf = min(fun, key=lambda t: t["rmse_mean"])
+            bd = min(disc, key=lambda t: t["rmse_mean"])
+            goals[ds] = {"funbat_best": bf, "discrete_best": bd,
+                         "rmse_improvement": 1.0 - bf["rmse_mean"] / bd["rmse_mean"]}
+    if latent:
+        goals["synthetic_latent_correlation"] = latent
+    if final and not args.no_timing:
+        log("timing: 100 epochs on Beijing (full), rank 3 ...")
+        goals["beijing_100_epochs_rank3"] = timing_beijing(100)
+    if final and not args.no_memory:
+        log("memory: 1x and 10x replicated Beijing ...")
+        goals["memory_scaling"] = memory_scaling()
+
+    if SCALING.exists():  # written by --scaling-only
+        sc = json.loads(SCALING.read_text())
+        for key in ("beijing_100_epochs_rank3", "memory_scaling"):
+            if key in sc and key not in goals:
+                goals[key] = dict(sc[key], command=sc["command"]) if key.startswith(
+                    "beijing") else sc[key]
+    meta = dict(meta, complete=final)
+    out = {"meta": meta, "table": table, "goals": goals, "rows": rows}
+    res_path = ROOT / "benchmarks" / "results" / "funbat.json"
+    atomic_write_text(res_path, json.dumps(out, indent=2, default=float))
+    md = render_markdown(meta, table, goals, datasets)
+    atomic_write_text(ROOT / "docs" / "benchmarks" / "funbat.md", md)
+    if final:
+        print(md)
+
+
+def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
+                    goals: dict[str, Any], datasets: list[str]) -> str:
+    lines = ["# FunBaT: continuous-indexed tensors", "",
+             f"Command: `{meta['command']}` (float64, threads = {meta['threads']}, "
+             f"machine shared with other jobs). Folds {meta['folds']}, ranks "
+             f"{meta['ranks']}, {meta['epochs']} epochs; GP on a {meta['gp_subsample']}-point "
+             "training subsample. Discrete baselines see the bin indexes and are given the "
+             "better of two ridge penalties (0.1, 1) on the test set (optimistic for them); "
+             "TensorLy runs only where the dense tensor has at most 5M cells. Test RMSE / "
+             "MAE: mean +- std over folds; time: median seconds per fit (wall clock on a "
+             "heavily loaded machine: compare within a table only).", ""]
+    if not meta.get("complete"):
+        lines += ["Partial run: the tables hold the datasets finished so far.", ""]
+    for ds in datasets:
+        sel = [t for t in table if t["dataset"] == ds]
+        if not sel:
+            continue
+        lines += [f"## {LABELS.get(ds, ds)}", "",
+                  "| method | rank | RMSE | MAE | s / fit |", "|---|---|---|---|---|"]
+        for t in sel:
+            lines.append(f"| {t['method']} | {t['rank'] or '-'} | {t['rmse_mean']:.4f} +- "
+                         f"{t['rmse_std']:.4f} | {t['mae_mean']:.4f} +- {t['mae_std']:.4f} | "
+                         f"{t['median_seconds']:.1f} |")
+        lines.append("")
+    lines += ["## Goals", ""]
+    for ds, g in goals.items():
+        if isinstance(g, dict) and "rmse_improvement" in g:
+            bf, bd = g["funbat_best"], g["discrete_best"]
+            lines.append(f"- {LABELS.get(ds, ds)}: FunBaT (rank {bf['rank']}) RMSE "
+                         f"{bf['rmse_mean']:.4f} vs best discrete ({bd['method']}, rank "
+                         f"{bd['rank']}) {bd['rmse_mean']:.4f}: "
+                         f"{100 * g['rmse_improvement']:.1f}% lower (goal >= 10%).")
+    if "synthetic_latent_correlation" in goals:
+        parts = [f"{k}: {min(v):.3f}" for k, v in goals["synthetic_latent_correlation"].items()]
+        lines.append("- Synthetic: smallest per-mode correlation of the learned latent "
+                     "functions with the true trajectories (after linear alignment): "
+                     + "; ".join(parts) + " (goal >= 0.95).")
+    if "beijing_100_epochs_rank3" in goals:
+        t = goals["beijing_100_epochs_rank3"]
+        lines.append(f"- 100 epochs on PM2.5 (full), rank 3: {t['wall_seconds']:.1f} s wall, "
+                     f"{t['cpu_seconds']:.1f} s CPU (goal <= 30 s).")
+    if "memory_scaling" in goals:
+        m = goals["memory_scaling"]
+        lines.append(f"- Memory (peak RSS increase of the fit, Beijing rank 3, 5 epochs): "
+                     f"N = {m['x1']['N']}: {m['x1']['fit_increment_mb']:.0f} MB; "
+                     f"N = {m['x10']['N']} (10x, replicated): "
+                     f"{m['x10']['fit_increment_mb']:.0f} MB. Stored statistics are "
+                     "per unique coordinate and global; per-entry arrays are the data, "
+                     "its indexes and bounded work chunks.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    _ = resource  # imported for the memory child's contract
+    sys.exit(main())
