@@ -213,12 +213,20 @@ class _Precond(NamedTuple):
     x0: torch.Tensor  # sketch-and-solve solution
 
 
+def _r_and_qtb(SA: torch.Tensor, Sb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``R`` and ``Q^T Sb`` of the thin QR ``SA = Q R`` without forming ``Q``: the
+    triangular factor of ``[SA, Sb]`` holds ``R`` and ``Q^T Sb`` in its first ``n`` rows."""
+    n = SA.shape[1]
+    Rf = torch.linalg.qr(torch.cat([SA, Sb], dim=1), mode="r").R
+    return Rf[:n, :n], Rf[:n, n:]
+
+
 def _svd_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond:
     """LSRN: ``M = V_r diag(1/s_r)`` from the thin SVD of the sketch, rank ``r``."""
     if SA.shape[0] >= 2 * SA.shape[1]:  # QR first: the SVD then works on the n x n factor
-        Q, R = torch.linalg.qr(SA, mode="reduced")
+        R, QtSb = _r_and_qtb(SA, Sb)
         Ur, s, Vh = torch.linalg.svd(R)
-        UtSb = Ur.mH @ (Q.mH @ Sb)
+        UtSb = Ur.mH @ QtSb
     else:
         U, s, Vh = torch.linalg.svd(SA, full_matrices=False)
         UtSb = U.mH @ Sb
@@ -234,13 +242,13 @@ def _svd_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond:
 
 def _qr_precond(SA: torch.Tensor, Sb: torch.Tensor, rcond: float) -> _Precond | None:
     """Blendenpik: ``M = R^{-1}`` from a QR of the sketch; None when R is singular."""
-    Q, R = torch.linalg.qr(SA, mode="reduced")
+    R, QtSb = _r_and_qtb(SA, Sb)
     diag = R.diagonal().abs()
     dmax = float(diag.max())
     if not (dmax > 0 and float(diag.min()) > rcond * dmax):
         return None
     n = R.shape[0]
-    x0 = torch.linalg.solve_triangular(R, Q.mH @ Sb, upper=True)
+    x0 = torch.linalg.solve_triangular(R, QtSb, upper=True)
     return _Precond(lambda y: torch.linalg.solve_triangular(R, y, upper=True),
                     lambda z: torch.linalg.solve_triangular(R.mH, z, upper=False),
                     n, n, dmax / float(diag.min()), x0)
