@@ -82,6 +82,17 @@ def test_uniform_weights_equal_plain_svd(planted, dtype):
     torch.testing.assert_close(_recon(res2), _recon(res), atol=TOL[dtype] * 10, rtol=0)
 
 
+def test_randomized_backend_close_to_exact(planted, seed):
+    A = planted(120, 80, None, decay="fast", seed=seed)
+    r, c = _weights(120, seed, torch.float64), _weights(80, seed + 1, torch.float64)
+    exact = weighted_svd(A, 8, row_weights=r, col_weights=c)
+    rand = weighted_svd(A, 8, row_weights=r, col_weights=c, svd="randomized", generator=seed)
+    opt = exact.info.objective[0]
+    got = _wobj(A, _recon(rand), r, c)
+    assert abs(rand.info.objective[0] - got) <= 1e-8 * got
+    assert opt * (1 - 1e-10) <= got <= opt * (1 + 1e-3)
+
+
 def test_zero_row_and_column_weights(seed):
     g = torch.Generator().manual_seed(seed)
     A = torch.randn(15, 12, generator=g, dtype=torch.float64)
@@ -200,6 +211,8 @@ def test_not_converged_warns():
     ({"weights": np.ones((8, 6)), "tol": -1.0}, InvalidParameterError, "'tol'.*-1.0"),
     ({"weights": np.ones((8, 6)), "generator": "seed"}, InvalidParameterError,
      "'generator'"),
+    ({"row_weights": np.ones(8), "svd": "lanczos"}, InvalidParameterError,
+     r"'svd'.*'exact', 'randomized'.*'lanczos'"),
 ])
 def test_bad_parameters(kwargs, exc, match):
     A = np.random.default_rng(0).standard_normal((8, 6))

@@ -35,7 +35,8 @@ from .._errors import ConvergenceError, ConvergenceWarning, InvalidParameterErro
 from .._random import GeneratorLike, check_generator
 from .._validation import check_float, check_int, check_option
 
-__all__ = ["WeightedSVDInfo", "WeightedSVDResult", "weighted_svd", "WEIGHTED_METHODS"]
+__all__ = ["WeightedSVDInfo", "WeightedSVDResult", "weighted_svd", "WEIGHTED_METHODS",
+           "SVD_BACKENDS"]
 
 
 class WeightedSVDInfo(NamedTuple):
@@ -119,12 +120,19 @@ def _objective(A: torch.Tensor, B: torch.Tensor, W: torch.Tensor) -> float:
 # row / column weights: closed form
 
 
-def _rowcol(A: torch.Tensor, k: int, r: torch.Tensor, c: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+def _rowcol(A: torch.Tensor, k: int, r: torch.Tensor, c: torch.Tensor, svd: str,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     Aw = r[..., :, None] * A * c[..., None, :]
-    U, S, Vh = torch.linalg.svd(Aw, full_matrices=False)
-    Uk, Sk, Vhk = U[..., :k], S[..., :k], Vh[..., :k, :]
-    objective = float((S[..., k:].to(torch.float64) ** 2).sum())
+    if svd == "exact":
+        U, S, Vh = torch.linalg.svd(Aw, full_matrices=False)
+        Uk, Sk, Vhk = U[..., :k], S[..., :k], Vh[..., :k, :]
+        objective = float((S[..., k:].to(torch.float64) ** 2).sum())
+    else:
+        from .rsvd import rsvd
+
+        Uk, Sk, Vhk = rsvd(Aw, k, generator=gen)
+        d = (Aw - (Uk * Sk[..., None, :]) @ Vhk).to(torch.float64)
+        objective = float((d * d).sum())
     # Positive weights: unscale. A zero-weight row (column) is unconstrained; it gets its
     # weighted least-squares fit onto the kept row (column) space, which leaves the
     # objective unchanged and gives the natural extension B = A D_c V S^+ U^T D_r A.
@@ -242,6 +250,7 @@ def _run_als(A: torch.Tensor, W: torch.Tensor, k: int, n_iter: int, tol: float, 
 _ELEMENTWISE: dict[str, Callable[..., tuple[tuple[torch.Tensor, ...], list[float], int,
                                             bool]]] = {"als": _run_als, "em": _run_em}
 WEIGHTED_METHODS = tuple(_ELEMENTWISE)
+SVD_BACKENDS = ("exact", "randomized")
 
 
 def weighted_svd(
@@ -254,6 +263,7 @@ def weighted_svd(
     method: str = "als",
     n_iter: int = 100,
     tol: float = 1e-7,
+    svd: str = "exact",
     generator: GeneratorLike = None,
 ) -> WeightedSVDResult:
     """Weighted rank-``k`` approximation of ``A``, returned as an SVD.
@@ -282,9 +292,14 @@ def weighted_svd(
         Maximum iterations for ``weights``.
     tol : float, default 1e-7
         Stop when the relative decrease of the objective falls below ``tol``.
+    svd : {"exact", "randomized"}, default "exact"
+        SVD used by the row/column closed form: LAPACK's full thin SVD, or
+        :func:`~rankfold.linalg.rsvd` (much faster for large matrices and small ``rank``;
+        the objective reported is then the actual weighted error, slightly above the
+        optimum).
     generator : int, torch.Generator, numpy.random.Generator or None
-        Accepted for API uniformity (the initialisation is the deterministic SVD of
-        ``W * A``).
+        Randomness of ``svd="randomized"`` (the iterative methods start from the
+        deterministic SVD of ``W * A``).
 
     Returns
     -------
@@ -322,12 +337,13 @@ def weighted_svd(
             f"{func} needs 'row_weights'/'col_weights' or 'weights'. Got none instead."
         )
     method = check_option(method, "method", func, WEIGHTED_METHODS)
+    svd = check_option(svd, "svd", func, SVD_BACKENDS)
     n_iter = check_int(n_iter, "n_iter", func, low=1)  # type: ignore[assignment]
     tol = check_float(tol, "tol", func, low=0.0)  # type: ignore[assignment]
     T, info = as_tensor(A, "A", func, batched=True)
     m, n = T.shape[-2:]
     k = check_int(rank, "rank", func, low=1, high=min(m, n), high_name="min(m, n)")
-    check_generator(generator, T.device, func=func)  # validated; the init is deterministic
+    gen = check_generator(generator, T.device, func=func)
     if has_rc:
         r = (_check_weight_vector(row_weights, "row_weights", func, T, -2)
              if row_weights is not None else torch.ones(*T.shape[:-1], dtype=T.dtype,
@@ -335,7 +351,7 @@ def weighted_svd(
         c = (_check_weight_vector(col_weights, "col_weights", func, T, -1)
              if col_weights is not None else torch.ones(*T.shape[:-2], n, dtype=T.dtype,
                                                         device=T.device))
-        U, S, Vh, obj = _rowcol(T, k, r, c)  # type: ignore[arg-type]
+        U, S, Vh, obj = _rowcol(T, k, r, c, svd, gen)  # type: ignore[arg-type]
         res_info = WeightedSVDInfo((obj,), 0, True, "closed_form")
     else:
         W, _ = as_tensor(weights, "weights", func, dtype=T.dtype, device=T.device,
