@@ -192,8 +192,12 @@ def fro_norm_sq(A: LinearMap, chunk: int = 256) -> torch.Tensor:
     return total
 
 
+# tensors up to this many elements are processed on one thread (see serial())
+SMALL = 1 << 21
+
+
 @contextmanager
-def serial() -> Iterator[None]:
+def serial(enabled: bool = True) -> Iterator[None]:
     """Run the enclosed small factorisations on one CPU thread, then restore the count.
 
     LAPACK calls on ``l x l`` or ``n x l`` matrices take microseconds, but a
@@ -202,7 +206,7 @@ def serial() -> Iterator[None]:
     thread and 1 s on two). The big GEMM passes stay multithreaded.
     """
     n = torch.get_num_threads()
-    if n == 1:
+    if n == 1 or not enabled:
         yield
         return
     torch.set_num_threads(1)
@@ -240,12 +244,13 @@ def orthonormalize(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
     if limit is None:
         return _householder(X)
     Q = X
-    for _ in range(rounds):
-        R = _gram_cholesky(Q, limit)
-        if R is None:
-            return _householder(X)
-        with serial():
-            Q = torch.linalg.solve_triangular(R.to(X.dtype), Q, upper=True, left=False)
+    with serial(X.numel() <= SMALL):
+        for _ in range(rounds):
+            R = _gram_cholesky(Q, limit)
+            if R is None:
+                return _householder(X)
+            with serial():
+                Q = torch.linalg.solve_triangular(R.to(X.dtype), Q, upper=True, left=False)
     return Q
 
 
@@ -279,7 +284,8 @@ def thin_svd_tall(Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, 
     """
     m, L = Y.shape[-2], Y.shape[-1]
     limit = _SVD_GRAM_MAX_COND.get(Y.dtype)
-    R = _gram_cholesky(Y, limit, exact_gram=True) if (limit is not None and L <= m) else None
+    with serial(Y.numel() <= SMALL):
+        R = _gram_cholesky(Y, limit, exact_gram=True) if (limit is not None and L <= m) else None
     if R is None:
         Q = _householder(Y)
         Rq = Q.mH @ Y

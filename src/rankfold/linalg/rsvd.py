@@ -22,6 +22,7 @@ from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
 from .._random import GeneratorLike, check_generator
 from .._validation import check_exactly_one, check_float, check_int, check_option
 from ._range import (
+    SMALL,
     LinearMap,
     as_linear_map,
     fro_norm_sq,
@@ -83,8 +84,9 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
 
 
 def _project_out(Z: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    for _ in range(2):  # "twice is enough" (Giraud et al. 2005)
-        Z = Z - W @ (W.mH @ Z)
+    with serial(W.numel() <= SMALL):
+        for _ in range(2):  # "twice is enough" (Giraud et al. 2005)
+            Z = Z - W @ (W.mH @ Z)
     return Z
 
 
@@ -105,15 +107,17 @@ def _krylov(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
         Ys.append(A.mm(Ws[-1]))
         if it == n_iter or width >= A.n:
             break
-        Wall = torch.cat(Ws, dim=-1)
+        with serial():
+            Wall = torch.cat(Ws, dim=-1)
         Z = _project_out(A.rmm(Ys[-1]), Wall)
         take = min(b, A.n - width)
         Z = orthonormalize(Z[..., :take])
         Z = orthonormalize(_project_out(Z, Wall))
         Ws.append(Z)
         width += take
-    W = torch.cat(Ws, dim=-1)
-    Y = torch.cat(Ys, dim=-1)
+    with serial():
+        W = torch.cat(Ws, dim=-1)
+        Y = torch.cat(Ys, dim=-1)
     U, s, vh = thin_svd_tall(Y, min(rank, Y.shape[-1]))
     return U, s, vh @ W.mH
 
