@@ -171,17 +171,28 @@ def latent_correlation(model: Any) -> list[float]:
 
 
 _MEM_CHILD = r"""
-import resource, sys, time, numpy as np
+import sys, time, numpy as np
 sys.path.insert(0, {src!r})
 from rankfold.datasets import load_funbat
 from rankfold.tensor import FunctionalTucker
+
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+
+
 s = load_funbat("beijing_pm25", 0)
 rep = int(sys.argv[1])
 X = np.tile(s.coords_train, (rep, 1)); y = np.tile(s.y_train, rep)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+FunctionalTucker(3, n_epochs=1, generator=0).fit(X[:500], y[:500])  # warm up allocators
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak-RSS counter (VmHWM)
+    fh.write("5")
+base = status("VmRSS")
 t = time.process_time()
 m = FunctionalTucker(3, n_epochs=5, tol=0.0, generator=0).fit(X, y)
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - t)
+print(base, status("VmHWM"), time.process_time() - t)
 """
 
 

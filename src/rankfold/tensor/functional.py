@@ -292,9 +292,16 @@ def _unfolding_vectors(idx: list[torch.Tensor], y: torch.Tensor, k: int, S: int,
     col = col.reshape(-1)
     M = sp.csr_array((y.detach().cpu().double().numpy(), (ind[:, k], col)),
                      shape=(S, int(col.max()) + 1))
-    G = (M @ M.T).toarray()
-    _, V = np.linalg.eigh(G)
-    V = V[:, ::-1][:, :min(R, S)]
+    G = (M @ M.T).tocsr()
+    if S <= max(64, 4 * R):
+        _, V = np.linalg.eigh(G.toarray())
+        V = V[:, ::-1][:, :min(R, S)]
+    else:  # a few leading eigenvectors of a large sparse Gram matrix: Lanczos
+        from scipy.sparse.linalg import eigsh
+
+        v0 = np.abs(np.asarray(M @ np.ones(M.shape[1]))).reshape(-1) + 1.0
+        _, V = eigsh(G, k=R, which="LA", v0=v0)
+        V = V[:, ::-1]
     out = np.zeros((S, R))
     out[:, :V.shape[1]] = V
     return torch.from_numpy(out)
