@@ -284,3 +284,15 @@ def test_bad_input_raises_clear_errors():
         m.latent_functions(3, np.linspace(0, 1, 5))
     with pytest.raises(InvalidParameterError, match="'ranks'.*one int"):
         FunctionalCP((2, 3, 2), n_epochs=2).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [FunctionalTucker, FunctionalCP])
+def test_to_tensor_reproduces_predictions_on_the_grid(cls):
+    X, y = _toy(150, 3)
+    m = cls(2, n_epochs=4, generator=0).fit(X, y)
+    grids = [np.array([0.1, 0.5]), np.array([0.0, 0.3, 1.2]), np.array([0.7])]
+    fmt = m.to_tensor(grids)
+    dense = np.asarray(fmt.to_tensor())
+    assert dense.shape == (2, 3, 1)
+    pts = np.array([[a, b, c] for a in grids[0] for b in grids[1] for c in grids[2]])
+    assert np.allclose(dense.reshape(-1) + m.offset_, m.predict(pts), atol=1e-10)

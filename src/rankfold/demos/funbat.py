@@ -51,7 +51,7 @@ def run(quick: bool) -> DemoSection:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = cp_complete(itr, (ytr - mu) / sd, split.shape, 3,
-                              n_iter_max=30 if quick else 60, l2_reg=0.1, generator=0)
+                              n_iter_max=20 if quick else 60, l2_reg=0.1, generator=0)
         pred = np.asarray(est.values_at(split.indices_test)) * sd + mu
         rows.append(["discrete CP on bins (rankfold cp_complete)", 3,
                      _rmse(pred, split.y_test), float(np.mean(np.abs(pred - split.y_test))),

@@ -930,6 +930,40 @@ class _FunctionalBase:
             return m.to(grid.device), s.to(grid.device)
         return to_numpy(m), to_numpy(s)
 
+    @property
+    def offset_(self) -> float:
+        """Target mean removed before fitting: ``predict = offset_ + to_tensor(...)``."""
+        return self._check_fitted("offset_").y_mean
+
+    def to_tensor(self, grids: Sequence[Any] | None = None) -> Any:
+        """Posterior-mean decomposition on coordinate grids as a discrete format object.
+
+        Parameters
+        ----------
+        grids : sequence of K 1-D arrays, optional
+            Coordinates per mode (original units); default the unique training ones.
+
+        Returns
+        -------
+        TuckerTensor (FunctionalTucker) or CPTensor (FunctionalCP) with numpy parts whose
+        entry ``(j_1, ..., j_K)`` is the predictive mean at ``(grids[0][j_1], ...)`` minus
+        :attr:`offset_` (the core / weights carry the target scale).
+        """
+        from ._formats import CPTensor, TuckerTensor
+
+        res = self._check_fitted("to_tensor")
+        K = len(res.ranks)
+        if grids is None:
+            grids = [to_numpy(res.coords[k] * res.scale[k] + res.shift[k]) for k in range(K)]
+        if len(grids) != K:
+            raise param_error("grids", f"{self._name()}.to_tensor",
+                              f"a sequence of K={K} coordinate arrays", grids)
+        factors = [to_numpy(funbat_latent(res, k, g)[0]) for k, g in enumerate(grids)]
+        core = to_numpy(res.core_mean) * res.y_std
+        if res.structure == "cp":
+            return CPTensor(core, factors)
+        return TuckerTensor(core.reshape(res.ranks), factors)
+
     def plot_latent_functions(self, path: str | os.PathLike[str], *, n_grid: int = 200,
                               modes: Sequence[int] | None = None,
                               mode_names: Sequence[str] | None = None) -> None:
