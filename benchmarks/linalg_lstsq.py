@@ -76,8 +76,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="20000 x 200, 2 repeats")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--lsqr-iters", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (results of a run with N != 2 go to *_threadsN files)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    try:  # numpy / scipy BLAS threads too, so both sides get the same cores
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+    except ImportError:  # pragma: no cover
+        pass
+    name = NAME if args.threads == 2 else f"{NAME}_threads{args.threads}"
     m, n = (20000, 200) if args.quick else (100000, 500)
     repeats = args.repeats or (2 if args.quick else 3)
     lsqr_iters = args.lsqr_iters or (300 if args.quick else 500)
@@ -155,12 +164,13 @@ def main() -> int:
         rows=rows,
     )
     (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ROOT / "benchmarks" / "results" / f"{NAME}.json",
+    atomic_write_text(ROOT / "benchmarks" / "results" / f"{name}.json",
                       json.dumps(summary, indent=2))
     lines = [
-        "# Least squares: sketch-and-precondition vs direct solvers",
+        "# Least squares: sketch-and-precondition vs direct solvers"
+        + ("" if args.threads == 2 else f" ({args.threads} thread)"),
         "",
-        f"Command: `.venv/bin/python benchmarks/linalg_lstsq.py{' --quick' if args.quick else ''}`"
+        f"Command: `.venv/bin/{summary['command']}`"
         f" (threads = {torch.get_num_threads()}, float64, median of {repeats} runs, "
         "OMP_WAIT_POLICY=PASSIVE; machine shared with other jobs, so compare ratios).",
         "",
@@ -187,7 +197,7 @@ def main() -> int:
         "Unpreconditioned LSQR is capped at the iteration count shown: with cond 1e6 it "
         "needs far more iterations to reach 1e-8.",
     ]
-    atomic_write_text(ROOT / "docs" / "benchmarks" / f"{NAME}.md", "\n".join(lines) + "\n")
+    atomic_write_text(ROOT / "docs" / "benchmarks" / f"{name}.md", "\n".join(lines) + "\n")
     print(f"speed-up vs {best_direct['solver']}: {summary['speedup_vs_fastest_direct']:.2f}x")
     return 0
 

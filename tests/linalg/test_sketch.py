@@ -47,7 +47,7 @@ def hadamard(n: int) -> torch.Tensor:
     return H
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 64])
+@pytest.mark.parametrize("n", [1, 2, 8, 64, 128, 1024])
 def test_fwht_matches_hadamard_matrix(n: int) -> None:
     x = torch.randn(n, 3, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
     torch.testing.assert_close(fwht(x, 0), hadamard(n) @ x)
