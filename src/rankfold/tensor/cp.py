@@ -35,7 +35,7 @@ from ._common import as_dense_tensor, check_mask, fill_missing
 from ._formats import CPTensor
 from ._rowsolve import nonneg_rows, solve_rows
 from ._unfold import contract_kept, partial_contract, unfold
-from .complete import _check_init_cp, _random_cp, cp_als_sparse
+from .complete import _check_init_cp, _random_cp
 
 __all__ = ["cp", "CPResult", "MISSING_METHODS"]
 
@@ -189,13 +189,44 @@ def _cp_em(X: torch.Tensor, mask: torch.Tensor, st: _State, *, n_iter_max: int, 
 def _cp_masked_als(X: torch.Tensor, mask: torch.Tensor, st: _State, *, n_iter_max: int,
                    tol: float, l2_reg: float, nonneg: bool, line_search: bool
                    ) -> tuple[list[float], int, bool]:
-    """Exact weighted ALS: each factor row solves least squares over its observed entries."""
-    idx = torch.nonzero(mask)
-    y = X[mask]
-    w, fs, hist, it, conv = cp_als_sparse(idx, y, X.shape, st.w, st.f, n_iter_max=n_iter_max,
-                                          tol=tol, l2_reg=l2_reg, nonneg=nonneg, func="cp")
-    st.__init__(w, fs)  # type: ignore[misc]
-    return hist, it, conv
+    """Exact weighted ALS: each factor row solves least squares over its observed entries.
+
+    For a dense mask the per-row normal equations are MTTKRPs: with W the 0/1 mask,
+    ``G_i = sum_j W[i, j] (a_j a_j^T) o (b_j b_j^T) ...`` is the MTTKRP of W against the
+    row-wise outer products ``A_k (x) A_k`` (I_k, R^2), and ``b_i`` the MTTKRP of W o X;
+    both are dense contractions, no per-entry work.
+    """
+    K = X.ndim
+    W = mask.to(X.dtype)
+    Y = torch.where(mask, X, torch.zeros((), dtype=X.dtype, device=X.device))
+    normY2 = float(torch.sum(Y.double() ** 2))
+    normY = math.sqrt(normY2) if normY2 > 0 else 1.0
+    R = st.w.shape[0]
+    history: list[float] = []
+    converged = False
+    it = 0
+    for it in range(1, n_iter_max + 1):
+        res2 = 0.0
+        for n in range(K):
+            outer = [None if k == n else (f[:, :, None] * f[:, None, :]).reshape(-1, R * R)
+                     for k, f in enumerate(st.f)]
+            G = partial_contract(W, outer).reshape(-1, R, R)
+            b = partial_contract(Y, [None if k == n else f for k, f in enumerate(st.f)])
+            A = nonneg_rows(st.f[n] * st.w, G, b, l2_reg) if nonneg else \
+                solve_rows(G, b, l2_reg)
+            st.set(n, A)
+            if n == K - 1:
+                quad = float(torch.einsum("ir,irs,is->", A, G, A))
+                res2 = max(normY2 - 2.0 * float(torch.sum(b * A)) + quad, 0.0)
+        fit = 1.0 - math.sqrt(res2) / normY
+        if not math.isfinite(fit) or not bool(torch.isfinite(st.w).all()):
+            raise ConvergenceError(f"cp produced non-finite factors at iteration {it}; try "
+                                   f"l2_reg > 0 or a lower rank.")
+        history.append(fit)
+        if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
+            converged = True
+            break
+    return history, it, converged
 
 
 MISSING_METHODS: dict[str, Callable[..., tuple[list[float], int, bool]]] = {
