@@ -33,7 +33,7 @@ import torch
 from .._errors import ConvergenceError
 from ._data import Ratings
 from ._model import CompletionModel, predict_indices, rmse_mae
-from ._solvers import RowLayout, SolverOptions, layouts, residual_sq_sum, solve_side
+from ._solvers import RowLayout, SolverOptions, layouts, solve_side
 
 __all__ = ["als", "Problem", "prepare_problem", "Validation"]
 
@@ -146,19 +146,12 @@ def als(problem: Problem, rank: int, *, reg: float, reg_bias: float, reg_exponen
     wi = problem.items.counts.to(dt).pow(reg_exponent)
     ones_m = torch.ones(m, 1, dtype=dt, device=dev)
     ones_n = torch.ones(n, 1, dtype=dt, device=dev)
-    values_c = problem.values - mu
     history: dict[str, list[Any]] = {"loss": [], "time": [], "val_rmse": []}
     nnz = problem.values.shape[0]
     start = time.perf_counter()
     prev = math.inf
 
-    def objective() -> float:
-        if biases:
-            off = U[problem.rows, k] + V[problem.cols, k]
-            fit = residual_sq_sum(problem.rows, problem.cols, values_c, U[:, :k], V[:, :k],
-                                  off)
-        else:
-            fit = residual_sq_sum(problem.rows, problem.cols, values_c, U, V)
+    def objective(fit: float) -> float:
         pen = float((wu[:, None] * ridge * U * U).double().sum()
                     + (wi[:, None] * ridge * V * V).double().sum())
         return (fit + pen) / nnz
@@ -174,9 +167,11 @@ def als(problem: Problem, rank: int, *, reg: float, reg_bias: float, reg_exponen
             design, offset = torch.cat([U[:, :k], ones_m], 1), mu + U[:, k]
         else:
             design, offset = U, None
-        V = solve_side(problem.items, design, offset, wi, ridge, V, opts, generator)
+        fit: list[float] = []
+        V = solve_side(problem.items, design, offset, wi, ridge, V, opts, generator,
+                       sq_residual=fit)
         _check_finite_factor(V, "item factors", it)
-        loss = objective()
+        loss = objective(fit[0])
         record: dict[str, Any] = {"loss": loss, "time": time.perf_counter() - start}
         history["loss"].append(loss)
         history["time"].append(record["time"])

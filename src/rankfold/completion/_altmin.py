@@ -69,8 +69,8 @@ def altmin(problem: Problem, rank: int, *, n_iter: int, tol: float, clip: bool,
     n_iter : int
         Number of (V, U) update pairs T.
     tol : float
-        Stop when the relative change of the fitted entries' RMSE falls below ``tol``
-        (only without sample splitting).
+        Stop when the RMSE on Omega falls below ``tol`` times the RMS of the observed
+        values (or stagnates within a factor 1000 of that).
     clip : bool
         Clip the rows of the spectral initialisation.
     clip_factor : float
@@ -118,6 +118,7 @@ def altmin(problem: Problem, rank: int, *, n_iter: int, tol: float, clip: bool,
     ridge = torch.full((k,), reg, dtype=dt, device=dev)
     start = time.perf_counter()
     prev = math.inf
+    scale = float(problem.values.double().pow(2).mean().sqrt()) or 1.0
     full_rows, full_cols, full_vals = problem.rows, problem.cols, problem.values
     V = torch.zeros(n, k, dtype=dt, device=dev)
     for it in range(n_iter):
@@ -151,8 +152,10 @@ def altmin(problem: Problem, rank: int, *, n_iter: int, tol: float, clip: bool,
         if callback is not None:
             callback(it, record)
         if it + 1 < n_iter:
-            if (it > 0 and not sample_splitting
-                    and abs(prev - loss) <= tol * max(prev, 1e-300)):
+            # converged: residual on Omega at the tolerance, or no longer decreasing
+            if math.sqrt(loss) <= tol * scale or (
+                    it > 0 and not sample_splitting and loss >= prev * (1 - 1e-3)
+                    and math.sqrt(loss) <= 1e3 * tol * scale):
                 break
             prev = loss
             U = _orthonormal(U)

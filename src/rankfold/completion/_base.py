@@ -34,6 +34,7 @@ from ._data import (
 )
 from ._model import CompletionModel, predict_indices
 from ._solvers import SolverOptions, build_layout, solve_side
+from ._threads import thread_limit, threads_for
 
 __all__ = ["CompletionEstimator", "Recommendations", "FoldIn"]
 
@@ -97,6 +98,7 @@ class CompletionEstimator:
         name = type(self).__name__
         check_option(self.duplicates, "duplicates", name, DUPLICATE_POLICIES)
         _resolve_dtype(self.dtype, name)
+        check_int(self.n_threads, "n_threads", name, low=1, allow_none=True)
         if self.device is not None and not isinstance(self.device, str | torch.device):
             raise param_error("device", name, "None, a str or a torch.device", self.device)
         check_generator(self.generator, func=name) if not isinstance(
@@ -160,8 +162,10 @@ class CompletionEstimator:
             vr = to_ratings(validation, columns=columns, duplicates="mean", func=name)
             val = self._validation(ratings, vr, dtype, device)
         generator = check_generator(self.generator, device, func=name)
-        problem = prepare_problem(ratings, dtype=dtype, device=device)
-        model = self._fit_model(problem, val, generator, callback)
+        n_threads = threads_for(self.n_threads, ratings.nnz, self.rank)
+        with thread_limit(n_threads if device.type == "cpu" else None):
+            problem = prepare_problem(ratings, dtype=dtype, device=device)
+            model = self._fit_model(problem, val, generator, callback)
         self._store(model, ratings, problem)
         return self
 

@@ -236,7 +236,8 @@ def auto_threshold(d: int, n_other: int, opts: SolverOptions) -> int:
 def solve_side(layout: RowLayout, Y: torch.Tensor, offset: torch.Tensor | None,
                row_weight: torch.Tensor, ridge: torch.Tensor, X0: torch.Tensor | None,
                opts: SolverOptions, generator: torch.Generator | None = None,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, sq_residual: list[float] | None = None,
+               ) -> torch.Tensor:
     """Solve every row's ridge problem of one side.
 
     Parameters
@@ -256,6 +257,10 @@ def solve_side(layout: RowLayout, Y: torch.Tensor, offset: torch.Tensor | None,
     opts : SolverOptions
         ``opts.solver`` in ``{"cholesky", "sketch", "cg", "auto"}``.
 
+    sq_residual : list, optional
+        When given, ``sum ||Y[Omega_u] x_u - v_u||^2`` at the solution is appended (the
+        data term of the objective, without a second pass over the observations).
+
     Returns
     -------
     Tensor, shape (n_owners, d)
@@ -265,6 +270,7 @@ def solve_side(layout: RowLayout, Y: torch.Tensor, offset: torch.Tensor | None,
     X = out if out is not None else torch.zeros(layout.n_owners, d, dtype=Y.dtype,
                                                 device=Y.device)
     threshold = auto_threshold(d, layout.n_other, opts)
+    total = torch.zeros((), dtype=torch.float64, device=Y.device)
     for b in layout.buckets:
         if opts.solver == "auto":
             name = "sketch" if b.count >= threshold else "cholesky"
@@ -282,7 +288,12 @@ def solve_side(layout: RowLayout, Y: torch.Tensor, offset: torch.Tensor | None,
                 v = (v - offset[idx]) * mask
             W = row_weight[owners].unsqueeze(-1) * ridge
             x0 = X0[owners] if X0 is not None else None
-            X[owners] = fn(Yg, v, W, x0, opts, generator)
+            x = fn(Yg, v, W, x0, opts, generator)
+            X[owners] = x
+            if sq_residual is not None:
+                total += (v - _bmv(Yg, x)).double().pow(2).sum()
+    if sq_residual is not None:
+        sq_residual.append(float(total))
     return X
 
 
