@@ -1,13 +1,13 @@
 """Train a small GPT-2-style causal language model on real text, for benchmarks/nn.py.
 
 The text is the shortened English Wikipedia dump shipped in gensim's test data
-(``pip install --no-deps gensim==4.4.0``). A byte-level BPE tokenizer (8192 tokens) is
-trained on the training paragraphs, then a 4-layer GPT-2 (d=256) for a fixed number of
+(``pip install --no-deps gensim==4.4.0``). A byte-level BPE tokenizer (4096 tokens) is
+trained on the training paragraphs, then a 4-layer GPT-2 (d=128, FFN 512) for a fixed number of
 steps. Everything is cached OUTSIDE the repository, in ``$RANKFOLD_CACHE`` or
 ``~/.cache/rankfold/small_gpt2`` (model + tokenizer via ``save_pretrained``, plus
 ``split.json`` naming the held-out paragraphs). Re-running with the cache present does nothing.
 
-Usage: python benchmarks/train_small_lm.py [--steps 1500] [--force]
+Usage: python benchmarks/train_small_lm.py [--steps 600] [--force]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def train_tokenizer(texts: list[str], out: Path):
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=8192, min_frequency=2,
+    bpe.train_from_iterator(texts, vocab_size=4096, min_frequency=2,
                             special_tokens=["<|endoftext|>"])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
                                   bos_token="<|endoftext|>", unk_token="<|endoftext|>",
@@ -54,9 +54,9 @@ def train_tokenizer(texts: list[str], out: Path):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=24)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
     out = cache_dir()
@@ -76,13 +76,13 @@ def main() -> int:
     data = torch.tensor(ids, dtype=torch.long)
     print(f"tokenizer + encoding {time.perf_counter() - t0:.0f} s, {data.numel()} tokens",
           flush=True)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=256, n_layer=4, n_head=4,
-                     n_inner=1024, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=128, n_layer=4, n_head=4,
+                     n_inner=512, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     g = torch.Generator().manual_seed(0)
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95))
-    warm = 100
+    warm = min(100, args.steps // 10)
 
     def lr_at(step: int) -> float:
         if step < warm:
