@@ -30,7 +30,7 @@ from .._random import check_generator
 from .._validation import check_bool, check_float, check_int, param_error
 from ._common import check_ranks
 from ._formats import CPTensor, TuckerTensor, check_indices
-from ._rowsolve import accumulate_normal, nonneg_rows, solve_rows
+from ._rowsolve import accumulate_normal, nonneg_rows, small_work_serial, solve_rows
 
 __all__ = ["cp_complete", "tucker_complete", "CompletionResult"]
 
@@ -292,8 +292,9 @@ def _cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: Any, *,
         w = torch.ones(R, dtype=y.dtype, device=y.device)  # type: ignore[arg-type]
     else:
         w, fs = _random_cp(shp, R, y, gen, nonneg)  # type: ignore[arg-type]
-    w, fs, hist, it, conv = cp_als_sparse(idx, y, shp, w, fs, n_iter_max=n_iter_max, tol=tol,
-                                          l2_reg=l2_reg, nonneg=nonneg, func=func)
+    with small_work_serial(idx.shape[0] * (R + 1) ** 2 * len(shp), y.device):
+        w, fs, hist, it, conv = cp_als_sparse(idx, y, shp, w, fs, n_iter_max=n_iter_max,
+                                              tol=tol, l2_reg=l2_reg, nonneg=nonneg, func=func)
     if tol > 0 and not conv:
         warnings.warn(f"{func} stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than tol={tol}.", ConvergenceWarning, stacklevel=3)
@@ -496,8 +497,10 @@ def _tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any
         core = _core_update(idx, y, fs, core, l2_reg)
     else:
         raise param_error("init", func, "one of {'svd', 'random'} or a TuckerTensor", init)
-    core, fs, hist, it, conv = tucker_als_sparse(idx, y, shp, core, fs, n_iter_max=n_iter_max,
-                                                 tol=tol, l2_reg=l2_reg, func=func)
+    with small_work_serial(idx.shape[0] * math.prod(rk) * len(shp), y.device):  # type: ignore[arg-type]
+        core, fs, hist, it, conv = tucker_als_sparse(idx, y, shp, core, fs,
+                                                     n_iter_max=n_iter_max, tol=tol,
+                                                     l2_reg=l2_reg, func=func)
     if tol > 0 and not conv:
         warnings.warn(f"{func} stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than tol={tol}.", ConvergenceWarning, stacklevel=3)

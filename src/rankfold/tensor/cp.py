@@ -33,7 +33,7 @@ from .._random import check_generator
 from .._validation import check_bool, check_float, check_int, check_option
 from ._common import as_dense_tensor, check_mask, fill_missing
 from ._formats import CPTensor
-from ._rowsolve import nonneg_rows, solve_rows
+from ._rowsolve import nonneg_rows, small_work_serial, solve_rows
 from ._unfold import contract_kept, partial_contract, unfold
 from .complete import _check_init_cp, _random_cp
 
@@ -318,10 +318,13 @@ def cp(X: Any, rank: int, *, mask: Any = None, init: str | CPTensor = "svd",
     st = _State(w, fs)
     opts = dict(n_iter_max=n_iter_max, tol=tol, l2_reg=l2_reg, nonneg=nonneg,
                 line_search=line_search)
-    if m is None or bool(m.all()):
-        hist, it, conv = _dense_als(t, st, **opts)  # type: ignore[arg-type]
-    else:
-        hist, it, conv = MISSING_METHODS[missing](t, m, st, **opts)  # type: ignore[arg-type]
+    masked = m is not None and not bool(m.all())
+    work = t.numel() * R * t.ndim * (R if masked and missing == "als" else 2)
+    with small_work_serial(work, t.device):
+        if not masked:
+            hist, it, conv = _dense_als(t, st, **opts)  # type: ignore[arg-type]
+        else:
+            hist, it, conv = MISSING_METHODS[missing](t, m, st, **opts)  # type: ignore[arg-type]
     if tol > 0 and not conv:
         warnings.warn(f"cp stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than tol={tol}.", ConvergenceWarning, stacklevel=2)

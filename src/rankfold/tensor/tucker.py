@@ -27,6 +27,7 @@ from .._random import check_generator
 from .._validation import check_float, check_int, check_option, param_error
 from ._common import as_dense_tensor, check_mask, check_ranks, fill_missing
 from ._formats import TuckerTensor
+from ._rowsolve import small_work_serial
 from ._unfold import fold, multi_mode_dot, unfold
 from .complete import tucker_als_sparse
 
@@ -323,6 +324,16 @@ def tucker(X: Any, ranks: Any = None, *, tol: float | None = None, method: str =
         conv_tol = max(conv_tol, 4 * torch.finfo(t.dtype).eps)
 
     opts = dict(n_iter_max=n_iter_max, conv_tol=conv_tol, init=init)
+    work = t.numel() * (max(rk) if rk else min(t.shape)) * t.ndim
+    with small_work_serial(work, t.device):
+        return _tucker_work(t, info, m, method, rk, tol, gen, init, missing, n_iter_max,
+                            conv_tol, opts)
+
+
+def _tucker_work(t: torch.Tensor, info: Any, m: torch.Tensor | None, method: str,
+                 rk: list[int] | None, tol: float | None, gen: torch.Generator, init: Any,
+                 missing: str, n_iter_max: int, conv_tol: float,
+                 opts: dict[str, Any]) -> TuckerResult:
     if m is None or bool(m.all()):
         res, hist, it, conv = TUCKER_METHODS[method](t, rk, tol, gen, **opts)
     else:
@@ -337,6 +348,6 @@ def tucker(X: Any, ranks: Any = None, *, tol: float | None = None, method: str =
     if conv_tol > 0 and not conv and (method == "hooi" or m is not None):
         warnings.warn(f"tucker stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than conv_tol={conv_tol}.", ConvergenceWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     out = TuckerTensor._from_torch(res._c, res._f, info.returns_numpy)
     return TuckerResult(out, hist, it, conv)
