@@ -46,7 +46,6 @@ from rankfold._io import atomic_write_text  # noqa: E402
 from rankfold.linalg import rsvd  # noqa: E402
 
 THREADS = 2
-torch.set_num_threads(THREADS)
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -181,9 +180,9 @@ def run_dense(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str,
          list(range(0, 7)), lambda it: 2 * it + 2),
         ("rankfold rsvd krylov", lambda it: rankfold_runner(A, k, "krylov", it),
          list(range(1, 6)), lambda it: 2 * it + 1),
-        ("rankfold rsvd krylov block_size=k", lambda it: rankfold_runner(A, k, "krylov", it,
-                                                                        block=k),
-         list(range(1, 6)), lambda it: 2 * it + 1),
+        ("rankfold rsvd krylov block_size=k",
+         lambda it: rankfold_runner(A, k, "krylov", it, block=k), list(range(1, 6)),
+         lambda it: 2 * it + 1),
         ("torch.svd_lowrank", lambda it: torch_runner(A, k, it), list(range(0, 7)), None),
         ("sklearn randomized_svd", lambda it: sklearn_runner(A_np, k, it), list(range(0, 8)),
          None),
@@ -257,9 +256,8 @@ def run_sparse(m: int, n: int, nnz: int, k: int, repeats: int,
          list(range(0, 8))),
         ("rankfold rsvd krylov", lambda it: rankfold_runner(A, k, "krylov", it),
          list(range(1, 7))),
-        ("rankfold rsvd krylov block_size=k", lambda it: rankfold_runner(A, k, "krylov", it,
-                                                                        block=k),
-         list(range(1, 7))),
+        ("rankfold rsvd krylov block_size=k",
+         lambda it: rankfold_runner(A, k, "krylov", it, block=k), list(range(1, 7))),
         ("sklearn randomized_svd", lambda it: sklearn_runner(A, k, it), list(range(0, 10))),
     ]:
         it, err = tune(name, make, iters, err_of, target, log)
@@ -299,6 +297,10 @@ def run_tol(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str, A
 
 # --- report --------------------------------------------------------------------------------
 
+def _provenance(d: dict[str, Any]) -> str:
+    return f"Made by `{d.get('command', '?')}`. {d.get('machine', '')}\n"
+
+
 def markdown(res: dict[str, Any], command: str) -> str:
     out = ["# Randomized SVD (rankfold.linalg.rsvd)", "",
            f"Command: `{command}`  ",
@@ -308,7 +310,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
     if "dense" in res:
         d = res["dense"]
         out += [f"## Dense {d['m']} x {d['n']}, slow decay s_i = (1+i)^-1/2, rank {d['k']}",
-                "",
+                "", _provenance(d),
                 "Each method at its cheapest iteration count whose Frobenius error is within "
                 "1% of the optimal rank-k error. A bare GEMM pass (A @ Omega, k + 10 "
                 f"columns) took {d['gemm_pass_seconds']:.3f} s (A^T @ Y: "
@@ -332,6 +334,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
     if "sparse" in res:
         d = res["sparse"]
         out += [f"## Sparse {d['m']} x {d['n']}, {d['nnz']} nonzeros, rank {d['k']}", "",
+                _provenance(d),
                 "Accuracy target: Frobenius error within 1% of ARPACK's (the best rank-k "
                 "error to working precision).", "",
                 "| method | n_iter | time (s) | error / best | speed-up of best rankfold |",
@@ -351,7 +354,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
         out.append("")
     if "tol" in res:
         d = res["tol"]
-        out += [f"## Tolerance mode, dense {d['m']} x {d['n']}", "",
+        out += [f"## Tolerance mode, dense {d['m']} x {d['n']}", "", _provenance(d),
                 "| tol | rank found | optimal rank | rel. error | time tol (s) | "
                 "time fixed rank (s) | ratio |", "|---|---|---|---|---|---|---|",
                 f"| {d['tol']:.5f} | {d['rank_found']} | {d['optimal_rank']} | "
@@ -370,7 +373,13 @@ def main() -> int:
     ap.add_argument("--parts", default="dense,sparse,tol")
     ap.add_argument("--shared", action="store_true",
                     help="note in the report that the machine was shared with other jobs")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="do not merge with parts already in the results file")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(THREADS)
     parts = set(args.parts.split(","))
     if args.quick:
         dm, dn, dk = 8000, 2000, 40
@@ -385,18 +394,27 @@ def main() -> int:
     log: list[str] = []
     res: dict[str, Any] = {"quick": args.quick, "repeats": args.repeats, "machine": machine,
                            "threads": THREADS}
+    out_json = ROOT / "benchmarks" / "results" / "linalg_rsvd.json"
+    if out_json.exists() and not args.fresh:  # keep the parts not re-run now
+        old = json.loads(out_json.read_text(encoding="utf-8"))
+        if old.get("quick") == args.quick and old.get("threads") == THREADS:
+            for part in ("dense", "sparse", "tol"):
+                if part in old and part not in parts:
+                    res[part] = old[part]
+    command = ("python benchmarks/linalg_rsvd.py " + " ".join(sys.argv[1:])).strip()
     if "dense" in parts:
         res["dense"] = run_dense(dm, dn, dk, args.repeats, log)
+        res["dense"]["command"], res["dense"]["machine"] = command, machine
     if "sparse" in parts:
         res["sparse"] = run_sparse(sm, sn, snnz, sk, args.repeats, log)
+        res["sparse"]["command"], res["sparse"]["machine"] = command, machine
     if "tol" in parts:
         res["tol"] = run_tol(dm, dn, dk, args.repeats, log)
+        res["tol"]["command"], res["tol"]["machine"] = command, machine
     res["log"] = log
-    command = "python benchmarks/linalg_rsvd.py " + " ".join(sys.argv[1:])
-    res["command"] = command.strip()
-    atomic_write_text(ROOT / "benchmarks" / "results" / "linalg_rsvd.json",
-                      json.dumps(res, indent=2, default=float))
-    md = markdown(res, command.strip())
+    res["command"] = command
+    atomic_write_text(out_json, json.dumps(res, indent=2, default=float))
+    md = markdown(res, command)
     atomic_write_text(ROOT / "docs" / "benchmarks" / "linalg_rsvd.md", md)
     print(md)
     return 0

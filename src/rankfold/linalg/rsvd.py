@@ -97,7 +97,9 @@ def _krylov(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
     Builds an orthonormal basis ``W`` of ``span[Om, (A^H A) Om, ..., (A^H A)^q Om]`` with
     block size ``b`` and keeps ``Y = A W`` from the same passes, so the Rayleigh-Ritz step
     (SVD of ``A W``) needs no extra pass: ``2 q + 1`` passes of ``b`` columns in total.
-    The left Krylov space ``range(A W)`` is the one Musco & Musco use.
+    The left Krylov space ``range(A W)`` is the one Musco & Musco use. The default block
+    size is ``rank + oversample``; ``block_size=rank`` (Musco & Musco's choice) saves
+    flops for large ranks, but small ranks with flat spectra then need more iterations.
     """
     b = min(block_size if block_size is not None else rank + oversample, A.m, A.n)
     W = orthonormalize(_randn(A, A.n, b, generator))
