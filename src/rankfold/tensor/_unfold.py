@@ -8,6 +8,7 @@ Khatri-Rao product varying slowest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,10 +53,22 @@ def mode_dot(X: torch.Tensor, M: torch.Tensor, mode: int, *,
     """Mode-``mode`` product ``X x_mode M`` (``M`` of shape ``(J, I_mode)``).
 
     With ``transpose=True`` multiplies by ``M.T`` instead (``M`` of shape ``(I_mode, J)``).
+    Computed as one (batched) matrix product on a reshaped view: no permutation copy, and
+    the result is contiguous.
     """
-    dim = 0 if transpose else 1
-    out = torch.tensordot(X, M, dims=([mode], [dim]))  # contracted mode moves last
-    return torch.movedim(out, -1, mode)
+    Mt = M.T if transpose else M  # (J, I_mode)
+    shape = list(X.shape)
+    a = math.prod(shape[:mode])
+    b = math.prod(shape[mode + 1:])
+    X3 = X.reshape(a, shape[mode], b)
+    if b == 1:
+        out = X3.reshape(a, shape[mode]) @ Mt.T
+    elif a == 1:
+        out = Mt @ X3.reshape(shape[mode], b)
+    else:
+        out = torch.matmul(Mt, X3)
+    shape[mode] = Mt.shape[0]
+    return out.reshape(shape)
 
 
 def multi_mode_dot(X: torch.Tensor, matrices: Sequence[torch.Tensor | None], *,
@@ -93,9 +106,17 @@ def partial_contract(X: torch.Tensor, factors: Sequence[torch.Tensor | None]) ->
     modes = [k for k, f in enumerate(factors) if f is not None]
     if not modes:
         raise ValueError("partial_contract needs at least one factor")
-    first = max(modes, key=lambda k: X.shape[k])
-    T = torch.tensordot(X, factors[first], dims=([first], [0]))  # type: ignore[arg-type]
-    kept = [k for k in range(X.ndim) if k != first]
+    K = X.ndim
+    # largest mode first; among ties prefer an end mode (a GEMM on a view, no copy)
+    first = max(modes, key=lambda k: (X.shape[k], k in (0, K - 1), k))
+    A = factors[first]
+    if first == K - 1:
+        T = (X.reshape(-1, X.shape[-1]) @ A).reshape(*X.shape[:-1], A.shape[1])  # type: ignore[operator]
+    elif first == 0:
+        T = (X.reshape(X.shape[0], -1).T @ A).reshape(*X.shape[1:], A.shape[1])  # type: ignore[operator]
+    else:
+        T = torch.tensordot(X, A, dims=([first], [0]))  # type: ignore[arg-type]
+    kept = [k for k in range(K) if k != first]
     for k in sorted((m for m in modes if m != first), key=lambda m: -X.shape[m]):
         axis = kept.index(k)
         T = _hadamard_contract(T, axis, factors[k])  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from .._random import check_generator
 from .._validation import check_bool, check_float, check_int, param_error
 from ._common import check_ranks
 from ._formats import CPTensor, TuckerTensor, check_indices
-from ._rowsolve import accumulate_normal, nonneg_rows, small_work_serial, solve_rows
+from ._rowsolve import accumulate_normal, nonneg_rows, serial, small_work_serial, solve_rows
 
 __all__ = ["cp_complete", "tucker_complete", "CompletionResult"]
 
@@ -172,7 +172,8 @@ def sparse_hosvd_factors(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int
     out = []
     for k, (s, r) in enumerate(zip(shape, ranks, strict=True)):
         G = sparse_mode_gram(idx, y, shape, k)
-        _, V = torch.linalg.eigh(G)
+        with serial():
+            _, V = torch.linalg.eigh(G)
         V = V.flip(-1)[:, :min(r, s)]
         if r > s:
             extra = torch.randn(s, r - s, generator=gen, dtype=y.dtype, device=y.device)
@@ -396,7 +397,8 @@ def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
             G, b = accumulate_normal(idx[:, n], Z, y, shape[n])
             A = solve_rows(G, b, l2_reg)
             if A.shape[0] >= A.shape[1]:
-                Q, Rm = torch.linalg.qr(A)
+                with serial():
+                    Q, Rm = torch.linalg.qr(A)
                 factors[n] = Q
                 core = torch.movedim(torch.tensordot(Rm, core, dims=([1], [n])), 0, n)
             else:

@@ -33,7 +33,7 @@ from .._random import check_generator
 from .._validation import check_bool, check_float, check_int, check_option
 from ._common import as_dense_tensor, check_mask, fill_missing
 from ._formats import CPTensor
-from ._rowsolve import nonneg_rows, small_work_serial, solve_rows
+from ._rowsolve import nonneg_rows, serial, small_work_serial, solve_rows
 from ._unfold import contract_kept, partial_contract, unfold
 from .complete import _check_init_cp, _random_cp
 
@@ -119,7 +119,9 @@ def _svd_init(X: torch.Tensor, rank: int, gen: torch.Generator, nonneg: bool
     fs = []
     for k in range(X.ndim):
         Xk = unfold(X, k)
-        _, V = torch.linalg.eigh(Xk @ Xk.T)
+        gram = Xk @ Xk.T
+        with serial():
+            _, V = torch.linalg.eigh(gram)
         V = V.flip(-1)[:, :min(rank, X.shape[k])]
         if rank > X.shape[k]:
             extra = torch.randn(X.shape[k], rank - X.shape[k], generator=gen, dtype=X.dtype,

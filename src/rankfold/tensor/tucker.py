@@ -27,7 +27,7 @@ from .._random import check_generator
 from .._validation import check_float, check_int, check_option, param_error
 from ._common import as_dense_tensor, check_mask, check_ranks, fill_missing
 from ._formats import TuckerTensor
-from ._rowsolve import small_work_serial
+from ._rowsolve import serial, small_work_serial
 from ._unfold import fold, multi_mode_dot, unfold
 from .complete import tucker_als_sparse
 
@@ -52,10 +52,13 @@ def _leading(Y: torch.Tensor, r: int | None, budget2: float | None
     """
     I, M = Y.shape
     if I <= M and I * I * M > (1 << 22):
-        evals, V = torch.linalg.eigh(Y @ Y.T)
+        gram = Y @ Y.T
+        with serial():
+            evals, V = torch.linalg.eigh(gram)
         s2, U = evals.flip(0).clamp_min(0), V.flip(1)
     else:
-        U, S, _ = torch.linalg.svd(Y, full_matrices=False)
+        with serial():
+            U, S, _ = torch.linalg.svd(Y, full_matrices=False)
         s2 = S * S
     keep = U.shape[1] if r is None else min(r, U.shape[1])
     if budget2 is not None:
@@ -98,11 +101,19 @@ def _range_finder(Y: torch.Tensor, r: int, gen: torch.Generator, n_iter: int = 1
         return res[0]
     L = min(r + oversample, min(Y.shape))
     Om = torch.randn(Y.shape[1], L, generator=gen, dtype=Y.dtype, device=Y.device)
-    Q, _ = torch.linalg.qr(Y @ Om)
+    Z = Y @ Om
+    with serial():
+        Q, _ = torch.linalg.qr(Z)
     for _ in range(n_iter):
-        Q, _ = torch.linalg.qr(Y.T @ Q)
-        Q, _ = torch.linalg.qr(Y @ Q)
-    U, _, _ = torch.linalg.svd(Q.T @ Y, full_matrices=False)
+        Z = Y.T @ Q
+        with serial():
+            Q, _ = torch.linalg.qr(Z)
+        Z = Y @ Q
+        with serial():
+            Q, _ = torch.linalg.qr(Z)
+    B = Q.T @ Y
+    with serial():
+        U, _, _ = torch.linalg.svd(B, full_matrices=False)
     return (Q @ U)[:, :r]
 
 
