@@ -80,8 +80,9 @@ def soft_impute(problem: Problem, rank: int, *, shrinkage: float | None, n_iter:
     rank : int
         Largest rank of the iterate (the SVD computes this many triplets).
     shrinkage : float or None
-        ``lambda``; None uses ``sigma_1 / 50`` of the observed (centred) matrix, as in
-        fancyimpute.
+        ``lambda``; None uses ``0.3 sigma_1`` of the observed centred matrix (best of
+        0.05-0.3 on a MovieLens-100K validation split; fancyimpute uses sigma_1 / 50,
+        which overfits ratings).
     n_iter, tol : int, float
         Iteration cap and relative-change tolerance.
     biases : bool
@@ -105,7 +106,7 @@ def soft_impute(problem: Problem, rank: int, *, shrinkage: float | None, n_iter:
     if shrinkage is None:
         top = sparse_topk_svd(rows, cols, target, (m, n), 1, n_iter=4, oversample=5,
                               generator=generator, op=pattern.operator(target))
-        shrinkage = float(top.S[0]) / 50.0
+        shrinkage = 0.3 * float(top.S[0])
     U = torch.zeros(m, 0, dtype=dt, device=dev)
     V = torch.zeros(n, 0, dtype=dt, device=dev)
     s = torch.zeros(0, dtype=dt, device=dev)

@@ -56,9 +56,9 @@ class ALS(CompletionEstimator):
         Exponent of the per-row scaling (1 = ALS-WR of Zhou et al., 0 = plain ridge;
         0.5 cross-validated best on MovieLens-100K).
     solver : {"auto", "cholesky", "sketch", "cg"}, default "auto"
-        Row solver (see :mod:`rankfold.completion._solvers`). "auto" uses the sketched
-        solve for rows with more than ``16 (rank + 1) log(n)`` ratings (it is faster only
-        there) and batched Cholesky elsewhere.
+        Row solver (see :mod:`rankfold.completion._solvers`). "auto" uses batched
+        Cholesky except where the sketched solve was measured faster (rank >= 1024 and
+        rows with >= max(65536, 64 k log n) ratings; in practice always Cholesky).
     n_iter : int, default 5
         Maximum number of sweeps (5 cross-validated best on MovieLens-100K: more sweeps
         fit the training ratings more closely and the held-out error rises slightly).
@@ -247,7 +247,7 @@ class SoftImpute(CompletionEstimator):
     rank : int, default 50
         Largest rank of the iterate.
     shrinkage : float, optional
-        Singular-value threshold ``lambda``; None uses ``sigma_1 / 50`` of the observed
+        Singular-value threshold ``lambda``; None uses ``0.3 sigma_1`` of the observed
         centred matrix.
     n_iter : int, default 100
     tol : float, default 1e-4
