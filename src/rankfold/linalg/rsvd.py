@@ -153,6 +153,14 @@ def _residual_sq(A: LinearMap, Q: torch.Tensor, B: torch.Tensor, chunk: int = 10
     return total
 
 
+def _deflate(Y: torch.Tensor, X: torch.Tensor, Q: torch.Tensor, B: torch.Tensor, *,
+             left: bool) -> torch.Tensor:
+    """``(A - Q B) X`` from ``Y = A X`` (left) or ``(A - Q B)^H X`` from ``Y = A^H X``."""
+    if Q.shape[-1] == 0:
+        return Y
+    return Y - Q @ (B @ X) if left else Y - B.mH @ (Q.mH @ X)
+
+
 def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
               generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """Blocked randomized QB with an error indicator (Yu, Gu, Li 2018, Alg. 2, randQB_EI).
@@ -181,16 +189,20 @@ def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
     err = norm_sq
     while Q.shape[-1] < kmax:
         bb = min(b, kmax - Q.shape[-1])
+        first = Q.shape[-1] == 0
         Om = _randn(A, A.n, bb, generator)
-        Qi = orthonormalize(A.mm(Om) - Q @ (B @ Om))
+        Qi = orthonormalize(_deflate(A.mm(Om), Om, Q, B, left=True), rounds=1)
         for _ in range(n_iter):
-            Wi = orthonormalize(A.rmm(Qi) - B.mH @ (Q.mH @ Qi))
-            Qi = orthonormalize(A.mm(Wi) - Q @ (B @ Wi))
-        Qi = orthonormalize(_project_out(Qi, Q))
-        Bi = A.rmm(Qi).mH - (Qi.mH @ Q) @ B
-        Q = torch.cat([Q, Qi], dim=-1)
-        B = torch.cat([B, Bi], dim=-2)
-        err -= float(Bi.to(torch.float64).square().sum())
+            Wi = orthonormalize(_deflate(A.rmm(Qi), Qi, Q, B, left=False), rounds=1)
+            Qi = orthonormalize(_deflate(A.mm(Wi), Wi, Q, B, left=True), rounds=1)
+        Qi = orthonormalize(Qi if first else _project_out(Qi, Q))
+        Bi = A.rmm(Qi).mH
+        with serial(Bi.numel() <= SMALL):
+            if not first:
+                Bi = Bi - (Qi.mH @ Q) @ B
+            Q = torch.cat([Q, Qi], dim=-1)
+            B = torch.cat([B, Bi], dim=-2)
+            err -= float(Bi.to(torch.float64).square().sum())
         logger.debug("rsvd(tol): rank %d, error indicator %.3e", Q.shape[-1],
                      math.sqrt(max(err, 0.0) / norm_sq))
         if err <= max(target, floor) and target < floor:
