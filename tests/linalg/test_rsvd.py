@@ -13,7 +13,7 @@ import torch
 from conftest import TOL, planted_matrix
 from rankfold import InvalidParameterError, NotFittedError, RankfoldError, ShapeError
 from rankfold.linalg import RSVD, RSVD_METHODS, SVDResult, rsvd
-from rankfold.linalg._range import orthonormalize
+from rankfold.linalg._range import orthonormalize, serial, thin_svd_tall
 
 
 def _t64(x: object) -> torch.Tensor:
@@ -265,6 +265,30 @@ def test_orthonormalize_handles_rank_deficient_and_ill_conditioned() -> None:
     Q = orthonormalize(Y)
     assert torch.allclose(Q.mT @ Q, torch.eye(6), atol=1e-5)
     assert torch.allclose(Q @ (Q.mT @ Y), Y, atol=1e-5)
+
+
+@pytest.mark.parametrize("cond", [1e1, 1e8])  # Cholesky path and QR fallback
+def test_thin_svd_tall_matches_exact(cond: float, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    U0, _ = torch.linalg.qr(torch.randn(300, 12, generator=g, dtype=torch.float64))
+    V0, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    s0 = torch.logspace(0, -math.log10(cond), 12, dtype=torch.float64)
+    Y = ((U0 * s0) @ V0.mT).to(dtype)
+    U, s, vh = thin_svd_tall(Y, 5)
+    assert U.dtype == dtype and U.shape == (300, 5) and vh.shape == (5, 12)
+    assert torch.allclose(_t64(s), s0[:5], rtol=TOL[dtype] * 10)
+    P = _t64(U) @ _t64(U).mT
+    assert torch.allclose(P, U0[:, :5] @ U0[:, :5].mT, atol=TOL[dtype] * 50)
+
+
+def test_serial_restores_the_thread_count() -> None:
+    n = torch.get_num_threads()
+    with serial():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == n
+    with pytest.raises(RuntimeError), serial():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == n
 
 
 # --- bad inputs ------------------------------------------------------------------------------
