@@ -22,6 +22,7 @@ from .sampling import (  # noqa: E402
     SAMPLING_SCORES,
     leverage_scores,
     lewis_weights,
+    lp_sensitivities,
     row_scores,
     sample_by_scores,
     sample_rows,
@@ -42,7 +43,7 @@ __all__ += [
     "sketch", "make_sketch", "SketchOperator", "GaussianSketch", "SRHTSketch",
     "CountSketch", "SparseSignSketch", "SKETCHES",
     "leverage_scores", "lewis_weights", "sensitivity_bounds", "sample_rows", "row_scores",
-    "sample_by_scores",
+    "sample_by_scores", "lp_sensitivities",
     "LEVERAGE_METHODS", "LEWIS_METHODS", "SAMPLING_SCORES",
     "lstsq", "LstsqResult", "LstsqInfo", "LSTSQ_METHODS",
 ]
