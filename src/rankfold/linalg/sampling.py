@@ -20,6 +20,8 @@ References
    (the fixed-point iteration, a contraction for p < 4) and Thm. 7.1 (sampling).
 .. [3] D. P. Woodruff, T. Yasuda, "Sharper bounds for l_p sensitivity sampling",
    ICML 2023 (sensitivity sampling; root leverage score sampling for 1 <= p < 2).
+.. [4] S. Padmanabhan, D. P. Woodruff, Q. Zhang, "Computing approximate l_p
+   sensitivities", NeurIPS 2023 (sensitivities of a subspace embedding).
 """
 
 from __future__ import annotations
