@@ -6,8 +6,9 @@ a direct rank-revealing solver.
 
 1. sketches ``[A, b]`` with one sparse-sign (or SRHT, Gaussian, CountSketch) operator
    ``S`` of ``s = oversampling * n`` rows, ``O(nnz(A))`` work;
-2. factors ``S A = U Sigma V^T`` (thin SVD, dropping singular values below
-   ``rcond * sigma_max``) and uses ``M = V_r Sigma_r^{-1}`` as a right preconditioner, so
+2. factors ``S A = U Sigma V^T`` (an R-only QR of ``[S A, S b]``, then the SVD of the
+   ``n x n`` factor; singular values below ``rcond * sigma_max`` are dropped) and uses
+   ``M = V_r Sigma_r^{-1}`` as a right preconditioner, so
    ``A M`` has condition number ``(1 + sqrt(n/s)) / (1 - sqrt(n/s))``-ish whatever the
    conditioning of ``A`` (``preconditioner="qr"``: ``M = R^{-1}`` from a QR of ``S A``,
    with an SVD fallback when ``R`` is numerically singular);
