@@ -126,10 +126,18 @@ def minilm_configs(quick: bool) -> list[tuple[str, str, float]]:
     return cfgs
 
 
-def run_minilm(quick: bool) -> None:
+def run_minilm(quick: bool, ratios: list[float] | None = None) -> None:
+    """Every config of :func:`minilm_configs`, or the main ones at ``ratios`` only."""
     from rankfold.nn import compress
 
     enc = Encoder(quick)
+    part = "minilm"
+    configs = minilm_configs(quick)
+    if ratios:
+        part = "minilm_" + "_".join(f"{int(100 * r)}" for r in ratios)
+        configs = [(m, a, r) for r in ratios for m, a in (
+            ("svd", "uniform"), ("whiten", "uniform"), ("whiten_update", "uniform"),
+            ("whiten_update", "energy"), ("whiten_update", "sensitivity"))]
     t0 = time.perf_counter()
     dense = enc.evaluate(enc.model)
     rows = [{"method": "dense", "allocation": "-", "ratio": 0.0, **dense,
@@ -137,7 +145,7 @@ def run_minilm(quick: bool) -> None:
     print(f"dense {dense}", flush=True)
     payload = {"n_calibration": len(enc.calib), "n_cosine_docs": len(enc.cos_docs),
                "quick": quick, "rows": rows}
-    for method, alloc, ratio in minilm_configs(quick):
+    for method, alloc, ratio in configs:
         m = copy.deepcopy(enc.model)
         t = time.perf_counter()
         rep = compress(m, ratio=ratio, method=method, allocation=alloc,
@@ -150,7 +158,7 @@ def run_minilm(quick: bool) -> None:
                "compress_s": dt, "eval_s": time.perf_counter() - t}
         rows.append(row)
         print(json.dumps(row), flush=True)
-        _save_part("minilm", payload)
+        _save_part(part, payload)
         write_report()
 
 
@@ -333,15 +341,23 @@ def write_report() -> None:
     from rankfold._io import atomic_write_text
 
     parts = {k: _load(k) for k in ("minilm", "speed", "gpt2")}
+    for extra in sorted(RESULTS.glob("nn_minilm_*.json")):  # runs split by ratio
+        more = json.loads(extra.read_text())
+        if parts["minilm"] is None:
+            parts["minilm"] = more
+        else:
+            parts["minilm"]["rows"] += more["rows"][1:]
     atomic_write_text(RESULTS / "nn.json", json.dumps(parts, indent=1))
     lines = ["# rankfold.nn: one-shot low-rank compression", "",
              "Command: `python benchmarks/nn.py` (parts minilm, speed, gpt2; `--quick` for a "
-             "smaller grid). float32, torch threads = 2, CPU. **The machine was shared with "
-             "other jobs (load average 12-17 on 2 cores)**: absolute times are inflated; "
+             "smaller grid; the MiniLM grid was run as two processes, the second with "
+             "`--ratios 0.2,0.6`). float32, CPU, torch threads = 1 (`RANKFOLD_THREADS`): "
+             "**the 2-core machine was shared with other jobs (load average 12-18)**, under "
+             "which two threads measured 5x slower than one. Absolute times are inflated; "
              "latencies are compared within one process with interleaved runs.", ""]
     mini = parts["minilm"]
     if mini:
-        rows = mini["rows"]
+        rows = sorted(mini["rows"], key=lambda r: (r["ratio"], r["method"], r["allocation"]))
         dense = rows[0]
         lines += ["## all-MiniLM-L6-v2 (real weights)", "",
                   f"Calibration: {mini['n_calibration']} texts (lee_background 0-149, then "
@@ -399,13 +415,20 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="minilm,speed,gpt2")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--ratios", default=None,
+                    help="minilm only: run the main configs at these ratios (e.g. 0.2,0.6)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    # on a shared, oversubscribed machine one thread is several times faster than two
+    torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
     if args.report_only:
         write_report()
         return 0
     for part in args.parts.split(","):
-        {"minilm": run_minilm, "speed": run_speed, "gpt2": run_gpt2}[part](args.quick)
+        if part == "minilm":
+            ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else None
+            run_minilm(args.quick, ratios)
+        else:
+            {"speed": run_speed, "gpt2": run_gpt2}[part](args.quick)
     return 0
 
 

@@ -63,7 +63,7 @@ def main() -> int:
     if (out / "split.json").exists() and not args.force:
         print(f"cached model in {out}")
         return 0
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
     from transformers import GPT2Config, GPT2LMHeadModel
 
     train, held = split_paragraphs()

@@ -81,3 +81,23 @@ def test_errors_leave_base_untouched(tmp_path) -> None:
     with pytest.raises(DataFileError, match="not valid JSON"):
         load_compressed(base, tmp_path)
     assert isinstance(base.fc1, nn.Linear)
+
+
+@pytest.mark.parametrize("build", ["bert", "gpt2", "llama"])
+def test_transformers_compress_and_round_trip(build: str, tmp_path) -> None:
+    from _nn_models import tiny_bert, tiny_llama
+
+    model, _ = {"bert": tiny_bert, "gpt2": tiny_gpt2, "llama": tiny_llama}[build]()
+    data = token_batches(2, pad=build == "bert")
+    with torch.no_grad():
+        ref = model(**data[0])[0]
+    rep = compress(model, ratio=0.3, calibration=data)  # defaults: whiten_update, energy
+    assert rep.applied and 0.25 < rep.param_ratio < 0.35
+    assert sum(isinstance(m, LowRankLinear) for m in model.modules()) >= 4
+    with torch.no_grad():
+        out = model(**data[0])[0]
+    assert torch.isfinite(out).all()
+    assert float((out - ref).norm() / ref.norm()) < 0.5
+    save_compressed(model, tmp_path)
+    back = load_compressed(None, tmp_path)
+    _equal_outputs(model, back.eval(), data[0])

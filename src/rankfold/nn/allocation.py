@@ -148,6 +148,7 @@ def sensitivity(units: list[Unit], target: int, *, measure: Measure | None = Non
     cur_params = {u.name: u.dense_params for u in units}
     cur_loss = {u.name: 0.0 for u in units}
     total = sum(cur_params.values())
+    last = None
     while total > target:
         best, best_cost = None, math.inf
         for u in units:
@@ -164,11 +165,18 @@ def sensitivity(units: list[Unit], target: int, *, measure: Measure | None = Non
         if best is None:
             break
         pos[best] += 1
+        last = best
         r, p, loss = levels[best][pos[best]]
         total -= cur_params[best] - p
         cur_params[best], cur_loss[best] = p, loss
-    return {u.name: None if pos[u.name] < 0 else levels[u.name][pos[u.name]][0]
-            for u in units}
+    out: Allocation = {u.name: None if pos[u.name] < 0 else levels[u.name][pos[u.name]][0]
+                       for u in units}
+    if last is not None and out[last] is not None:
+        # the grid overshoots the budget: give the slack back to the last layer lowered
+        u = next(x for x in units if x.name == last)
+        slack = target - _total(units, out)
+        out[last] = min(u.max_rank, out[last] + max(0, slack) // u.per_rank)
+    return out
 
 
 ALLOCATIONS: dict[str, Callable[..., Allocation]] = {

@@ -302,6 +302,13 @@ def _dense_refit(ctx: LayerContext, rank: int) -> Factors:
                         gram_comp=G, ridge=float(ctx.options.get("ridge", 1e-6)))
 
 
+def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
+    """The next block's arguments: its hidden states replaced by ``h``."""
+    if args:
+        return (h,) + tuple(args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": h}
+
+
 def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                        ctxs: dict[str, LayerContext], ranks: dict[str, int | None],
                        calib: Calibration, max_batches: int | None) -> dict[str, Factors]:
@@ -354,7 +361,7 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                         modules[n]: (lambda x, n=n: keep(x, n)) for n in names})
                     run_block(block, ca, ck, mask, {
                         modules[n]: (lambda x, n=n: pair(x, n)) for n in names})
-                    new_dense.append(((hd,) + tuple(da[1:]), dk))
+                    new_dense.append(_with_hidden(da, dk, hd))
                 for n in names:
                     a, c = acc[n], max(acc[n]["count"], 1)
                     out[n] = refit_update(
@@ -365,11 +372,11 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                 for (ca, ck), mask in zip(comp_h, masks, strict=True):
                     with substitute(reps):
                         hc = run_block(block, ca, ck, mask)
-                    new_comp.append(((hc,) + tuple(ca[1:]), ck))
+                    new_comp.append(_with_hidden(ca, ck, hc))
             else:
                 for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
-                    new_dense.append(((run_block(block, da, dk, mask),) + tuple(da[1:]), dk))
-                    new_comp.append(((run_block(block, ca, ck, mask),) + tuple(ca[1:]), ck))
+                    new_dense.append(_with_hidden(da, dk, run_block(block, da, dk, mask)))
+                    new_comp.append(_with_hidden(ca, ck, run_block(block, ca, ck, mask)))
             dense_h, comp_h = new_dense, new_comp
             if i >= max(in_blocks):
                 break
