@@ -13,7 +13,13 @@ import torch
 from conftest import TOL, planted_matrix
 from rankfold import InvalidParameterError, NotFittedError, RankfoldError, ShapeError
 from rankfold.linalg import RSVD, RSVD_METHODS, SVDResult, rsvd
-from rankfold.linalg._range import orthonormalize, serial, thin_svd_tall
+from rankfold.linalg._range import (
+    as_linear_map,
+    fro_norm_sq,
+    orthonormalize,
+    serial,
+    thin_svd_tall,
+)
 
 
 def _t64(x: object) -> torch.Tensor:
@@ -265,6 +271,16 @@ def test_orthonormalize_handles_rank_deficient_and_ill_conditioned() -> None:
     Q = orthonormalize(Y)
     assert torch.allclose(Q.mT @ Q, torch.eye(6), atol=1e-5)
     assert torch.allclose(Q @ (Q.mT @ Y), Y, atol=1e-5)
+
+
+def test_fro_norm_accumulates_in_float64() -> None:
+    # a float32 reduction of 4M equal squares is off by ~1e-3, enough to fool tol mode
+    A = torch.full((4096, 1024), 0.3)
+    ref = float(A[0, 0].double() ** 2) * A.numel()
+    assert abs(float(fro_norm_sq(as_linear_map(A, "A", "t"))) / ref - 1) < 1e-9
+    Ab = torch.stack([A, 2 * A])
+    got = fro_norm_sq(as_linear_map(Ab, "A", "t"))
+    assert torch.allclose(got, torch.tensor([ref, 4 * ref], dtype=torch.float64), rtol=1e-9)
 
 
 @pytest.mark.parametrize("cond", [1e1, 1e8])  # Cholesky path and QR fallback

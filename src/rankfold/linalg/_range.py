@@ -175,16 +175,14 @@ def fro_norm_sq(A: LinearMap, chunk: int = 256) -> torch.Tensor:
     """
     if A.dense is not None:
         d = A.dense
-        # one multithreaded pass (cascade summation keeps float32 accurate to ~1e-7,
-        # far below the 100 eps floor the error indicator is trusted to); float64
-        # chunks only if the float32 sum of squares overflows
-        fast = torch.linalg.vector_norm(d, dim=(-2, -1)).to(torch.float64).square()
-        if bool(torch.isfinite(fast).all()):
-            return fast
+        # float64 accumulation in row blocks of about 4M entries (a float32 reduction of
+        # 1e8 squares is off by ~2% here, enough to fool the tolerance mode)
+        per_row = max(1, d.numel() // max(A.m, 1))
+        rows = max(1, (1 << 22) // per_row)
         total = torch.zeros(A.batch, dtype=torch.float64, device=A.device)
-        for i in range(0, A.m, chunk):
-            block = d[..., i:i + chunk, :].to(torch.float64)
-            total += block.square().sum(dim=(-2, -1))
+        for i in range(0, A.m, rows):
+            total += torch.linalg.vector_norm(d[..., i:i + rows, :], dim=(-2, -1),
+                                              dtype=torch.float64).square()
         return total
     if A._csr is not None:
         v = A._csr.values().to(torch.float64)
