@@ -46,6 +46,23 @@ def _timed(fn: Any, repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def _interleaved(methods: list[tuple[str, Any, Any]], repeats: int) -> list[dict[str, Any]]:
+    """Run every method once per round (round-robin), so load swings hit all alike.
+
+    ``methods``: (name, run, fit_of_result). Returns rows with the median time.
+    """
+    times: dict[str, list[float]] = {m[0]: [] for m in methods}
+    outs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, run, _fit in methods:
+            t0 = time.perf_counter()
+            outs[name] = run()
+            times[name].append(time.perf_counter() - t0)
+    return [{"method": name, "time": statistics.median(times[name]),
+             "times": times[name], "fit": float(fit(outs[name]))}
+            for name, _run, fit in methods]
+
+
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -85,33 +102,30 @@ def bench_cp(repeats: int, quick: bool) -> dict[str, Any]:
     n, R, iters = (100, 10, 100)
     X, _ = _planted_cp((n, n, n), R, 0.01, 0)
     normX = np.linalg.norm(X)
-    rows = []
 
-    def ours(dtype: type = np.float64) -> Any:
-        Xd = X.astype(dtype)
-        return cp(Xd, R, n_iter_max=iters, tol=0.0, init="svd")
-
-    t, res = _timed(ours, repeats)
-    rows.append({"method": "rankfold cp (float64)", "time": t,
-                 "fit": 1 - _rel(res.cp.to_tensor(), X)})
-    t, res = _timed(lambda: ours(np.float32), repeats)
-    rows.append({"method": "rankfold cp (float32)", "time": t,
-                 "fit": 1 - _rel(res.cp.to_tensor().astype(np.float64), X)})
+    methods: list[tuple[str, Any, Any]] = [
+        ("rankfold cp (float64)", lambda: cp(X, R, n_iter_max=iters, tol=0.0, init="svd"),
+         lambda r: 1 - _rel(r.cp.to_tensor(), X)),
+        ("rankfold cp (float32)", lambda: cp(X32, R, n_iter_max=iters, tol=0.0, init="svd"),
+         lambda r: 1 - _rel(r.cp.to_tensor().astype(np.float64), X)),
+    ]
+    X32 = X.astype(np.float32)
     peers = _peers()
     if "tensorly" in peers:
         import tensorly as tl
         from tensorly.decomposition import parafac
 
-        t, f = _timed(lambda: parafac(X, R, n_iter_max=iters, tol=0.0, init="svd"), repeats)
-        rows.append({"method": "TensorLy parafac", "time": t,
-                     "fit": 1 - np.linalg.norm(tl.cp_to_tensor(f) - X) / normX})
+        methods.append(("TensorLy parafac",
+                        lambda: parafac(X, R, n_iter_max=iters, tol=0.0, init="svd"),
+                        lambda f: 1 - np.linalg.norm(tl.cp_to_tensor(f) - X) / normX))
     if "pyttb" in peers:
         ttb = peers["pyttb"]
         T = ttb.tensor(X)
-        t, out = _timed(lambda: ttb.cp_als(T, R, maxiters=iters, stoptol=0.0, init="nvecs",
-                                           printitn=0), repeats)
-        rows.append({"method": "pyttb cp_als", "time": t,
-                     "fit": 1 - np.linalg.norm(out[0].full().data - X) / normX})
+        methods.append(("pyttb cp_als",
+                        lambda: ttb.cp_als(T, R, maxiters=iters, stoptol=0.0, init="nvecs",
+                                           printitn=0),
+                        lambda out: 1 - np.linalg.norm(out[0].full().data - X) / normX))
+    rows = _interleaved(methods, repeats)
     return {"title": f"CP-ALS, {n}^3 planted rank {R} + 1% noise, rank {R}, {iters} sweeps "
                      f"(init svd / nvecs)", "rows": rows, "goal": 1.5,
             "ours": "rankfold cp (float64)", "peer": "TensorLy parafac"}
@@ -131,28 +145,27 @@ def bench_tucker(repeats: int, quick: bool) -> dict[str, Any]:
     E = rng.standard_normal(X.shape)
     X = X + 0.01 * E * np.linalg.norm(X) / np.linalg.norm(E)
     normX = np.linalg.norm(X)
-    rows = []
-    for method in ("hooi", "sthosvd", "randomized"):
-        t, res = _timed(lambda m=method: tucker(X, r, method=m, n_iter_max=iters,
-                                                conv_tol=0.0, generator=0), repeats)
-        rows.append({"method": f"rankfold tucker {method}", "time": t,
-                     "fit": 1 - _rel(res.tucker.to_tensor(), X)})
+    methods: list[tuple[str, Any, Any]] = [
+        (f"rankfold tucker {m}",
+         lambda m=m: tucker(X, r, method=m, n_iter_max=iters, conv_tol=0.0, generator=0),
+         lambda res: 1 - _rel(res.tucker.to_tensor(), X))
+        for m in ("hooi", "sthosvd", "randomized")]
     peers = _peers()
     if "tensorly" in peers:
         import tensorly as tl
         from tensorly.decomposition import tucker as tl_tucker
 
-        t, f = _timed(lambda: tl_tucker(X, rank=[r] * 3, n_iter_max=iters, tol=0.0),
-                      repeats)
-        rows.append({"method": "TensorLy tucker (HOOI)", "time": t,
-                     "fit": 1 - np.linalg.norm(tl.tucker_to_tensor(f) - X) / normX})
+        methods.append(("TensorLy tucker (HOOI)",
+                        lambda: tl_tucker(X, rank=[r] * 3, n_iter_max=iters, tol=0.0),
+                        lambda f: 1 - np.linalg.norm(tl.tucker_to_tensor(f) - X) / normX))
     if "pyttb" in peers:
         ttb = peers["pyttb"]
         T = ttb.tensor(X)
-        t, out = _timed(lambda: ttb.tucker_als(T, [r] * 3, maxiters=iters, stoptol=0.0,
-                                               init="nvecs", printitn=0), repeats)
-        rows.append({"method": "pyttb tucker_als", "time": t,
-                     "fit": 1 - np.linalg.norm(out[0].full().data - X) / normX})
+        methods.append(("pyttb tucker_als",
+                        lambda: ttb.tucker_als(T, [r] * 3, maxiters=iters, stoptol=0.0,
+                                               init="nvecs", printitn=0),
+                        lambda out: 1 - np.linalg.norm(out[0].full().data - X) / normX))
+    rows = _interleaved(methods, repeats)
     return {"title": f"Tucker, {n}^3 planted ranks {r} + 1% noise, to ({r}, {r}, {r}), "
                      f"{iters} HOOI sweeps", "rows": rows, "goal": 5.0,
             "ours": "rankfold tucker hooi", "peer": "TensorLy tucker (HOOI)"}
@@ -267,6 +280,10 @@ def _ratio_lines(part: dict[str, Any]) -> list[str]:
             f"{rows[part['ours']]['fit']:.6f} vs {rows[part['peer']]['fit']:.6f}."]
 
 
+def _made_by(part: dict[str, Any]) -> str:
+    return f"Made by `{part.get('command', '?')}`. {part.get('header', '')}"
+
+
 def _markdown(results: dict[str, Any], command: str, header: str) -> str:
     lines = ["# Tensor decompositions (rankfold.tensor)", "", f"Command: `{command}`  ",
              header, ""]
@@ -276,7 +293,8 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
         part = results[key]
         fastest = min(r["time"] for r in part["rows"] if not r["method"].startswith("rankfold"))\
             if any(not r["method"].startswith("rankfold") for r in part["rows"]) else None
-        lines += [f"## {part['title']}", "", "| method | time (s) | fit | time / fastest peer |",
+        lines += [f"## {part['title']}", "", _made_by(part),
+                  "", "| method | time (s) | fit | time / fastest peer |",
                   "|---|---|---|---|"]
         for r in part["rows"]:
             rel = f"{r['time'] / fastest:.2f}" if fastest else "-"
@@ -284,7 +302,7 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
         lines += [""] + _ratio_lines(part) + [""]
     if "masked" in results:
         part = results["masked"]
-        lines += [f"## {part['title']}", "",
+        lines += [f"## {part['title']}", "", _made_by(part), "",
                   "| data | method | time (s) | held-out rel. error |", "|---|---|---|---|"]
         for case in part["cases"]:
             for r in case["rows"]:
@@ -295,7 +313,7 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
     if "sparse" in results:
         s = results["sparse"]
         lines += [f"## Sparse completion: cp_complete, {s['nnz']:,} observed entries of a "
-                  f"{s['n']}^3 tensor, rank {s['rank']}", "",
+                  f"{s['n']}^3 tensor, rank {s['rank']}", "", _made_by(s), "",
                   "| sweeps | time / sweep (s) | total (s) | peak RSS (MB) | train fit | "
                   "held-out rel. error |", "|---|---|---|---|---|---|",
                   f"| {s['sweeps']} | {s['per_sweep_s']:.2f} | {s['total_s']:.1f} | "
@@ -320,12 +338,13 @@ def main() -> int:
         return 0
     torch.set_num_threads(THREADS)
     repeats = args.repeats or (1 if args.quick else 3)
+    slow_repeats = args.repeats or 1  # Tucker 200^3 / masked / sparse: one run each
     parts = args.parts.split(",")
     load = os.getloadavg()[0]
     results: dict[str, Any] = {}
     runners = {"cp": lambda: bench_cp(repeats, args.quick),
-               "tucker": lambda: bench_tucker(repeats, args.quick),
-               "masked": lambda: bench_masked(repeats, args.quick),
+               "tucker": lambda: bench_tucker(slow_repeats, args.quick),
+               "masked": lambda: bench_masked(slow_repeats, args.quick),
                "sparse": lambda: bench_sparse(args.quick)}
     for p in parts:
         print(f"[tensor bench] {p} ...", file=sys.stderr, flush=True)
@@ -337,17 +356,30 @@ def main() -> int:
     if "pyttb" in _peers():
         versions += f", pyttb {_peers()['pyttb'].__version__}"
     header = (f"Threads: {THREADS} (torch.set_num_threads); dtype float64 unless noted; "
-              f"{versions}; median of {repeats} run(s). Machine: {platform.machine()}, "
+              f"{versions}; median of {repeats} run(s) for CP, {slow_repeats} for the other "
+              f"parts. Machine: {platform.machine()}, "
               f"{os.cpu_count()} cores, load average {load:.1f} at start; shared with other "
               f"jobs (absolute times are noisy, ratios come from the same process).")
     command = "python benchmarks/tensor.py" + (" --quick" if args.quick else "") + \
         (f" --parts {args.parts}" if args.parts != "cp,tucker,masked,sparse" else "") + \
         (f" --repeats {args.repeats}" if args.repeats else "")
-    md = _markdown(results, command, header)
+    for part in results.values():
+        part["command"] = command
+        part["header"] = header
     from rankfold._io import atomic_write_text
 
-    atomic_write_text(HERE / "results" / "tensor.json", json.dumps(
-        {"command": command, "header": header, "results": results}, indent=1, default=float))
+    path = HERE / "results" / "tensor.json"
+    merged: dict[str, Any] = {}
+    if path.exists() and not args.quick:  # keep parts measured by earlier runs
+        try:
+            merged = json.loads(path.read_text()).get("results", {})
+        except (OSError, ValueError):
+            merged = {}
+    merged.update(results)
+    command = "python benchmarks/tensor.py" + (" --quick" if args.quick else "")
+    md = _markdown(merged, command, header)
+    atomic_write_text(path, json.dumps({"command": command, "header": header,
+                                        "results": merged}, indent=1, default=float))
     atomic_write_text(ROOT / "docs" / "benchmarks" / "tensor.md", md)
     print(md)
     return 0
