@@ -235,6 +235,27 @@ def test_calibration_forms_and_streaming(mlp: nn.Module) -> None:
     torch.testing.assert_close(one["fc1"].gram, X.t() @ X, rtol=1e-5, atol=1e-6)
 
 
+def test_stats_of_layers_with_equal_shapes_do_not_mix() -> None:
+    model, _ = tiny_bert()
+    data = token_batches(2, pad=True)
+    names = ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.output.dense",
+             "encoder.layer.1.attention.self.key"]
+    mods = {n: model.get_submodule(n) for n in names}
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    hooks = [mods[n].register_forward_hook(
+        lambda m, a, o, n=n: seen[n].append(a[0].detach().clone())) for n in names]
+    with torch.no_grad():
+        for b in data:
+            model(**b)
+    for h in hooks:
+        h.remove()
+    st = collect_stats(model, mods, prepare_calibration(data, model))
+    for n in names:
+        X = torch.cat([x[b["attention_mask"].bool()] for x, b in zip(seen[n], data,
+                                                                       strict=True)]).double()
+        torch.testing.assert_close(st[n].gram, X.t() @ X, rtol=1e-5, atol=1e-5)
+
+
 def test_padding_is_ignored() -> None:
     model, _ = tiny_bert()
     data = token_batches(1, pad=True)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .calibration import _MASK, Calibration, _attention_mask, _eval_mode, _Stop, layer_inputs
+from .calibration import _MASK, Calibration, _attention_mask, _eval_mode, _Stop
 
 __all__ = ["find_blocks", "capture_block_inputs", "run_block"]
 
@@ -81,13 +81,16 @@ def _hidden(out: Any) -> torch.Tensor:
 
 
 def run_block(block: nn.Module, args: tuple, kwargs: dict, mask: Any,
-              hooks: dict[nn.Module, Callable[[torch.Tensor], Any]] | None = None,
+              hooks: dict[nn.Module, Callable[[nn.Module, torch.Tensor], Any]] | None = None,
               ) -> torch.Tensor:
-    """Run one block; ``hooks`` maps a layer to a callback receiving its input rows."""
+    """Run one block; ``hooks`` maps a layer to a callback ``cb(layer, raw_input)``.
+
+    The padding mask is visible to the callback (use :func:`layer_inputs` for its rows).
+    """
     handles = []
     for mod, cb in (hooks or {}).items():
         def hook(m: nn.Module, a: tuple, out: Any, cb=cb) -> None:
-            cb(layer_inputs(m, a[0].detach()))
+            cb(m, a[0].detach())
         handles.append(mod.register_forward_hook(hook))
     token = _MASK.set(mask)
     try:

@@ -233,24 +233,33 @@ def _accumulate(module: nn.Module, st: LayerStats, x: torch.Tensor,
         st.freq = counts if st.freq is None else st.freq + counts
         st.count += int(idx.numel())
         return
-    X = layer_inputs(module, x.detach())
-    key = (X.data_ptr(), tuple(X.shape), tuple(X.stride()), X.dtype)
-    # layers fed the same tensor (q, k, v) share one Gram computation
-    if key in cache:
-        g, s, a = cache[key]
+    # layers fed the same tensor (q, k, v) share one Gram computation; the cache holds the
+    # input itself, so its id cannot be reused by another tensor during the batch
+    key = (id(x), _geometry(module))
+    if key in cache and cache[key][0] is x:
+        _, g, s, a, rows = cache[key]
     else:
+        X = layer_inputs(module, x.detach())
         work = X if X.dtype == torch.float64 else X.to(torch.float32)
         g = (work.t() @ work).to(torch.float64)
         s = work.sum(0, dtype=torch.float64)
         a = work.abs().sum(0, dtype=torch.float64)
-        cache[key] = (g, s, a)
+        rows = X.shape[0]
+        cache[key] = (x, g, s, a, rows)
     if st.gram is None:
         st.gram, st.total, st.abs_total = g.clone(), s.clone(), a.clone()
     else:
         st.gram += g
         st.total += s
         st.abs_total += a
-    st.count += X.shape[0]
+    st.count += rows
+
+
+def _geometry(module: nn.Module) -> tuple:
+    """What, besides the input, decides a layer's input rows (convolution patches)."""
+    if isinstance(module, nn.Conv2d):
+        return ("conv", module.kernel_size, module.stride, module.padding, module.dilation)
+    return ("rows",)
 
 
 @contextlib.contextmanager

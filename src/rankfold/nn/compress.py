@@ -34,10 +34,12 @@ from .calibration import (
     Calibration,
     LayerStats,
     _eval_mode,
+    _geometry,
     check_batches,
     collect_stats,
     compute_loss,
     fisher_rows,
+    layer_inputs,
     main_output,
     prepare_calibration,
     substitute,
@@ -343,24 +345,38 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                        for n in names}
                 for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
                     xd: dict[str, torch.Tensor] = {}
+                    shared: dict[tuple, tuple] = {}
 
-                    def keep(x: torch.Tensor, n: str, xd: dict = xd) -> None:
-                        xd[n] = x.to(torch.float64)
+                    def keep(mod: nn.Module, x: torch.Tensor, n: str, xd: dict = xd) -> None:
+                        xd[n] = x
 
-                    def pair(x: torch.Tensor, n: str, xd: dict = xd, acc: dict = acc
-                             ) -> None:
-                        xc, d = x.to(torch.float64), xd[n]
+                    def pair(mod: nn.Module, x: torch.Tensor, n: str, xd: dict = xd,
+                             acc: dict = acc, shared: dict = shared) -> None:
+                        raw_d = xd[n]
+                        # per-batch products in the working precision (float32 at least),
+                        # summed in float64; layers fed the same tensors (q, k, v) share
+                        # them (the cache keeps the inputs alive, so ids stay unique)
+                        key = (id(raw_d), id(x), _geometry(mod))
+                        if key not in shared:
+                            d, c = layer_inputs(mod, raw_d), layer_inputs(mod, x)
+                            wd = d if d.dtype == torch.float64 else d.to(torch.float32)
+                            wc = c if c.dtype == torch.float64 else c.to(torch.float32)
+                            shared[key] = (raw_d, x, (wd.t() @ wc).to(torch.float64),
+                                           (wc.t() @ wc).to(torch.float64),
+                                           wd.sum(0, dtype=torch.float64),
+                                           wc.sum(0, dtype=torch.float64), c.shape[0])
+                        _, _, cross, gram, sd, sc, rows = shared[key]
                         a = acc[n]
-                        a["cross"] = a["cross"] + d.t() @ xc
-                        a["gram"] = a["gram"] + xc.t() @ xc
-                        a["md"] = a["md"] + d.sum(0)
-                        a["mc"] = a["mc"] + xc.sum(0)
-                        a["count"] += xc.shape[0]
+                        a["cross"] = a["cross"] + cross
+                        a["gram"] = a["gram"] + gram
+                        a["md"] = a["md"] + sd
+                        a["mc"] = a["mc"] + sc
+                        a["count"] += rows
 
                     hd = run_block(block, da, dk, mask, {
-                        modules[n]: (lambda x, n=n: keep(x, n)) for n in names})
+                        modules[n]: (lambda m, x, n=n: keep(m, x, n)) for n in names})
                     run_block(block, ca, ck, mask, {
-                        modules[n]: (lambda x, n=n: pair(x, n)) for n in names})
+                        modules[n]: (lambda m, x, n=n: pair(m, x, n)) for n in names})
                     new_dense.append(_with_hidden(da, dk, hd))
                 for n in names:
                     a, c = acc[n], max(acc[n]["count"], 1)
