@@ -1,6 +1,7 @@
 """Randomized SVD: rankfold.linalg.rsvd against scikit-learn, torch, fbpca and scipy svds.
 
-Usage: python benchmarks/linalg_rsvd.py [--quick] [--repeats R] [--parts dense,sparse,tol]
+Usage: python benchmarks/linalg_rsvd.py [--quick] [--repeats R] [--threads T]
+                                       [--parts dense,sparse,spmm,tol]
 
 Three parts, one process, the same inputs for every method:
 
@@ -13,10 +14,13 @@ dense  m x n float32 with singular values s_i = (1 + i)^(-1/2) (slow decay), ran
 sparse m x n with nnz nonzeros (power-law row/column popularity, a rank-8 signal plus
        noise), rank k: rsvd vs scipy svds (ARPACK, PROPACK) and scikit-learn
        randomized_svd, each at the cheapest setting within 1% of the best error found.
+spmm   one pass over the sparse matrix: torch CSR (used by rsvd) vs scipy CSR.
 tol    tolerance mode on the dense matrix: tol = 1.01 x the optimal rank-k error; the
        rank found vs the optimal rank, and the time vs a fixed-rank run at that rank.
 
-Writes benchmarks/results/linalg_rsvd.json and docs/benchmarks/linalg_rsvd.md.
+Writes benchmarks/results/linalg_rsvd.json and docs/benchmarks/linalg_rsvd.md (with
+--threads T other than 2: linalg_rsvd_threadsT.*). Running some --parts keeps the
+other parts already in the results file.
 """
 
 from __future__ import annotations
@@ -276,6 +280,26 @@ def run_sparse(m: int, n: int, nnz: int, k: int, repeats: int,
             if best and best_peer else None}
 
 
+def run_spmm(m: int, n: int, nnz: int, k: int, repeats: int) -> dict[str, Any]:
+    """One pass over the sparse matrix: torch CSR (what rsvd uses) vs scipy CSR."""
+    from rankfold.linalg._range import as_linear_map
+
+    A = sparse_matrix(m, n, nnz)
+    L = as_linear_map(A, "A", "bench")
+    X = torch.randn(n, k + 10, generator=torch.Generator().manual_seed(0))
+    Y = torch.randn(m, k + 10, generator=torch.Generator().manual_seed(1))
+    Xn, Yn = X.numpy(), Y.numpy()
+    At = sp.csr_array(A.T)
+    reps = max(repeats, 5)
+    out = {"m": m, "n": n, "nnz": int(A.nnz), "width": k + 10,
+           "torch_A_X": timed(lambda: L.mm(X), reps)[0],
+           "scipy_A_X": timed(lambda: A @ Xn, reps)[0],
+           "torch_At_Y": timed(lambda: L.rmm(Y), reps)[0],
+           "scipy_At_Y": timed(lambda: At @ Yn, reps)[0]}
+    print(out, flush=True)
+    return out
+
+
 def run_tol(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str, Any]:
     A_np, s = dense_matrix(m, n)
     A = torch.from_numpy(A_np)
@@ -352,6 +376,16 @@ def markdown(res: dict[str, Any], command: str) -> str:
                     f"**{d['speedup_vs_best_peer']:.2f}x** faster than the fastest peer "
                     f"({d['best_peer']}); goal >= 3x."]
         out.append("")
+    if "spmm" in res:
+        d = res["spmm"]
+        out += [f"## One sparse pass: torch CSR vs scipy CSR ({d['m']} x {d['n']}, "
+                f"{d['nnz']} nonzeros, {d['width']} columns)", "", _provenance(d),
+                "| product | torch CSR, int32 indices (s) | scipy CSR (s) | scipy / torch |",
+                "|---|---|---|---|",
+                f"| A @ X | {d['torch_A_X']:.4f} | {d['scipy_A_X']:.4f} | "
+                f"{d['scipy_A_X'] / d['torch_A_X']:.2f} |",
+                f"| A^T @ Y (CSR of A^T) | {d['torch_At_Y']:.4f} | {d['scipy_At_Y']:.4f} | "
+                f"{d['scipy_At_Y'] / d['torch_At_Y']:.2f} |", ""]
     if "tol" in res:
         d = res["tol"]
         out += [f"## Tolerance mode, dense {d['m']} x {d['n']}", "", _provenance(d),
@@ -370,7 +404,7 @@ def main() -> int:
                     help="smaller problems (dense 8000 x 2000 rank 40; sparse 50000 x 12500 "
                          "with 1.25M nonzeros)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--parts", default="dense,sparse,tol")
+    ap.add_argument("--parts", default="dense,sparse,spmm,tol")
     ap.add_argument("--shared", action="store_true",
                     help="note in the report that the machine was shared with other jobs")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -394,11 +428,12 @@ def main() -> int:
     log: list[str] = []
     res: dict[str, Any] = {"quick": args.quick, "repeats": args.repeats, "machine": machine,
                            "threads": THREADS}
-    out_json = ROOT / "benchmarks" / "results" / "linalg_rsvd.json"
+    name = "linalg_rsvd" if THREADS == 2 else f"linalg_rsvd_threads{THREADS}"
+    out_json = ROOT / "benchmarks" / "results" / f"{name}.json"
     if out_json.exists() and not args.fresh:  # keep the parts not re-run now
         old = json.loads(out_json.read_text(encoding="utf-8"))
         if old.get("quick") == args.quick and old.get("threads") == THREADS:
-            for part in ("dense", "sparse", "tol"):
+            for part in ("dense", "sparse", "spmm", "tol"):
                 if part in old and part not in parts:
                     res[part] = old[part]
     command = ("python benchmarks/linalg_rsvd.py " + " ".join(sys.argv[1:])).strip()
@@ -408,6 +443,9 @@ def main() -> int:
     if "sparse" in parts:
         res["sparse"] = run_sparse(sm, sn, snnz, sk, args.repeats, log)
         res["sparse"]["command"], res["sparse"]["machine"] = command, machine
+    if "spmm" in parts:
+        res["spmm"] = run_spmm(sm, sn, snnz, sk, args.repeats)
+        res["spmm"]["command"], res["spmm"]["machine"] = command, machine
     if "tol" in parts:
         res["tol"] = run_tol(dm, dn, dk, args.repeats, log)
         res["tol"]["command"], res["tol"]["machine"] = command, machine
@@ -415,7 +453,7 @@ def main() -> int:
     res["command"] = command
     atomic_write_text(out_json, json.dumps(res, indent=2, default=float))
     md = markdown(res, command)
-    atomic_write_text(ROOT / "docs" / "benchmarks" / "linalg_rsvd.md", md)
+    atomic_write_text(ROOT / "docs" / "benchmarks" / f"{name}.md", md)
     print(md)
     return 0
 
