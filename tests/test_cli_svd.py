@@ -121,3 +121,19 @@ def test_runtime_errors_exit_1(tmp_path: Path, lowrank: np.ndarray,
     assert main(["svd", str(src), "--rank", "1"]) == 1
     assert "contains NaN or infinity" in capsys.readouterr().err
     assert not (tmp_path / "nan.svd.npz").exists()
+
+
+@pytest.mark.slow
+def test_linalg_demo_section() -> None:
+    from rankfold.demos import linalg
+
+    sec = linalg.run(quick=True)
+    assert sec.columns[:3] == ["data (m x n)", "method", "rank"]
+    by_method = {row[1]: row for row in sec.rows}
+    for name in ("rankfold rsvd (subspace)", "rankfold rsvd (krylov)"):
+        assert by_method[name][5] <= 1.01  # error / optimal
+    tol_rows = [r for r in sec.rows if "tol=" in r[1]]
+    assert tol_rows
+    for row in tol_rows:
+        tol = float(row[1].split("tol=")[1].split(")")[0])
+        assert row[4] <= tol
