@@ -144,7 +144,9 @@ def cp_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
 
 def sparse_mode_gram(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                      mode: int) -> torch.Tensor:
-    """``M M^T`` of the mode-``mode`` unfolding of the zero-filled sparse tensor: (I, I)."""
+    """Off-diagonal part of ``M M^T`` for the mode-``mode`` unfolding of the zero-filled
+    sparse tensor, shape (I, I) (diagonal deletion: Cai, Li, Poor & Chen 2021, Subspace
+    estimation from unbalanced and incomplete data matrices, Ann. Statist. 49(2))."""
     import scipy.sparse as sp
 
     ind = idx.detach().cpu().numpy()
@@ -159,6 +161,9 @@ def sparse_mode_gram(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
     col = col.reshape(-1)
     M = sp.csr_array((vals, (ind[:, mode], col)), shape=(int(shape[mode]), int(col.max()) + 1))
     G = (M @ M.T).toarray()
+    # Diagonal deletion: with sparse sampling the diagonal of M M^T is dominated by the
+    # sampling noise (each row's own squared entries), not by the shared column space.
+    np.fill_diagonal(G, 0.0)
     return torch.from_numpy(G).to(dtype=y.dtype, device=y.device)
 
 
