@@ -244,7 +244,7 @@ def main() -> int:
         f"Command: `{cmd}`. Medians (and minima) of {repeats} runs after one warm-up, "
         "methods interleaved round-robin, "
         f"threads = {meta['threads']}, float64, machine shared with other jobs (load "
-        "average 10-17 on 2 cores while this ran: compare ratios, not seconds). "
+        "average 13-19 on 2 cores while this ran: compare ratios, not seconds). "
         "Time ratio = median time / median time of the rankfold reference row (above 1: "
         "rankfold is faster). "
         "Errors are relative Frobenius errors; 'optimal' is the truncated-SVD error at "
