@@ -230,7 +230,8 @@ def main() -> int:
         "nystrom": bench_nystrom(repeats),
         "incremental": bench_incremental(repeats, args.quick),
     }
-    cmd = "python benchmarks/linalg_factorizations.py" + (" --quick" if args.quick else "")
+    cmd = "python benchmarks/linalg_factorizations.py" + (" --quick" if args.quick else "") \
+        + (f" --repeats {args.repeats}" if args.repeats else "")
     meta = {"command": cmd, "repeats": repeats, "threads": torch.get_num_threads(),
             "dtype": "float64", "torch": torch.__version__, "scipy": scipy.__version__,
             "sklearn": sklearn.__version__, "python": platform.python_version(),
