@@ -77,7 +77,9 @@ class LinearMap:
     def rmm(self, X: torch.Tensor) -> torch.Tensor:
         """``A^H @ X``."""
         if self.dense is not None:
-            return self.dense.mH @ X
+            # (X^H A)^H streams the row-major A in its storage order; A^H @ X was up to
+            # 1.6-1.9x slower on one thread here (MKL sgemm with a transposed A)
+            return (X.mH @ self.dense).mH
         if self._csr_t is not None:
             return self._csr_t @ X
         return self._op.rmm(X)  # type: ignore[union-attr]
