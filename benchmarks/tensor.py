@@ -320,7 +320,7 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
                       "exact-ALS time at its own per-sweep pace. Its measured time stays far "
                       "above rankfold's because its fixed costs (SVD init of the masked "
                       "tensor, mask handling) alone exceed rankfold's whole fit; at that "
-                      "budget its held-out error is 2x (Kinetic) to 300x (planted) higher.",
+                      "budget its held-out error is 2x (Kinetic) to 300-900x (planted) higher.",
                   ""]
     if "sparse" in results:
         s = results["sparse"]
