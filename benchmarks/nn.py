@@ -107,22 +107,14 @@ def minilm_configs(quick: bool) -> list[tuple[str, str, float]]:
     """Most informative first (a run cut short still answers the main questions)."""
     from rankfold.nn import ALLOCATIONS, METHODS
 
-    cfgs = [(m, "uniform", 0.4) for m in ("svd", "whiten", "whiten_update")]
-    cfgs += [("whiten_update", a, 0.4) for a in ALLOCATIONS if a != "uniform"]
-    cfgs += [(m, "uniform", 0.4) for m in METHODS if m not in ("svd", "whiten",
-                                                                "whiten_update", "fwsvd")]
+    cfgs = [(m, "uniform", 0.4) for m in ("svd", "whiten")]
+    cfgs += [("whiten", a, 0.4) for a in ("energy", "sensitivity", "welore")]
+    cfgs += [(m, "uniform", 0.4) for m in METHODS if m not in ("svd", "whiten", "fwsvd")]
     if quick:
         return cfgs
-    best = ("whiten_update", "energy")
     for r in (0.2, 0.6):
-        cfgs += [(m, "uniform", r) for m in ("svd", "whiten", "whiten_update")]
-        cfgs.append((*best, r))
-    cfgs += [("whiten", a, 0.4) for a in ALLOCATIONS if a != "uniform"]
-    for r in (0.2, 0.6):
-        cfgs += [(m, "uniform", r) for m in METHODS if m not in ("svd", "whiten",
-                                                                  "whiten_update", "fwsvd")]
-        cfgs += [("whiten_update", a, r) for a in ALLOCATIONS
-                 if a not in ("uniform", best[1])]
+        cfgs += [(m, "uniform", r) for m in METHODS if m != "fwsvd"]
+        cfgs += [("whiten", a, r) for a in ALLOCATIONS if a != "uniform"]
     return cfgs
 
 
@@ -133,11 +125,16 @@ def run_minilm(quick: bool, ratios: list[float] | None = None) -> None:
     enc = Encoder(quick)
     part = "minilm"
     configs = minilm_configs(quick)
+    skip = os.environ.get("RANKFOLD_BENCH_SKIP", "")
+    if skip:  # resume: leave out configs already measured ("svd:uniform:0.4,...")
+        done = {tuple(c.split(":")) for c in skip.split(",")}
+        configs = [c for c in configs if (c[0], c[1], str(c[2])) not in done]
+        part = "minilm_resumed"
     if ratios:
         part = "minilm_" + "_".join(f"{int(100 * r)}" for r in ratios)
         configs = [(m, a, r) for r in ratios for m, a in (
-            ("svd", "uniform"), ("whiten", "uniform"), ("whiten_update", "uniform"),
-            ("whiten_update", "energy"), ("whiten_update", "sensitivity"))]
+            ("svd", "uniform"), ("whiten", "uniform"), ("whiten", "energy"),
+            ("whiten", "sensitivity"), ("whiten_update", "uniform"))]
     t0 = time.perf_counter()
     dense = enc.evaluate(enc.model)
     rows = [{"method": "dense", "allocation": "-", "ratio": 0.0, **dense,

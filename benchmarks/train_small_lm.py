@@ -58,9 +58,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue training the cached model for --steps more steps")
     args = ap.parse_args()
     out = cache_dir()
-    if (out / "split.json").exists() and not args.force:
+    if (out / "split.json").exists() and not (args.force or args.resume):
         print(f"cached model in {out}")
         return 0
     torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
@@ -69,7 +71,14 @@ def main() -> int:
     train, held = split_paragraphs()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tok = train_tokenizer(train, out)
+    prev: dict = {}
+    if args.resume:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(out))
+        prev = json.loads((out / "split.json").read_text())
+    else:
+        tok = train_tokenizer(train, out)
     ids = []
     for p in train:
         ids.extend(tok(p)["input_ids"] + [tok.eos_token_id])
@@ -80,7 +89,7 @@ def main() -> int:
                      n_inner=512, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     g = torch.Generator().manual_seed(0)
-    model = GPT2LMHeadModel(cfg)
+    model = GPT2LMHeadModel.from_pretrained(str(out)) if args.resume else GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.95))
     warm = min(100, args.steps // 10)
 
@@ -106,9 +115,9 @@ def main() -> int:
                   flush=True)
     model.eval()
     model.save_pretrained(out)
-    meta = {"steps": args.steps, "batch": args.batch, "seq": args.seq,
+    meta = {"steps": args.steps + prev.get("steps", 0), "batch": args.batch, "seq": args.seq,
             "train_tokens": int(data.numel()), "held_out_every": 20,
-            "train_seconds": time.perf_counter() - t0}
+            "train_seconds": time.perf_counter() - t0 + prev.get("train_seconds", 0.0)}
     (out / "split.json").write_text(json.dumps(meta, indent=2))
     print(f"saved to {out}")
     return 0

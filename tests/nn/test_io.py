@@ -91,7 +91,7 @@ def test_transformers_compress_and_round_trip(build: str, tmp_path) -> None:
     data = token_batches(2, pad=build == "bert")
     with torch.no_grad():
         ref = model(**data[0])[0]
-    rep = compress(model, ratio=0.3, calibration=data)  # defaults: whiten_update, energy
+    rep = compress(model, ratio=0.3, calibration=data)  # default method and allocation
     assert rep.applied and 0.25 < rep.param_ratio < 0.35
     assert sum(isinstance(m, LowRankLinear) for m in model.modules()) >= 4
     with torch.no_grad():

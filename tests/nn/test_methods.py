@@ -69,22 +69,26 @@ def test_whitening_minimises_output_error_brute_force(seed: int) -> None:
     assert err_svd > err_w * 1.01  # whitening matters on correlated inputs
 
 
-def test_update_is_optimal_affine_fit(seed: int) -> None:
+def test_update_is_least_squares_given_first_factor(seed: int) -> None:
     ctx, X = _ctx(6, 5, rows=80, seed=seed)
     g = gen(seed + 50)
     Xc = X + 0.1 * torch.randn(X.shape, generator=g, dtype=X.dtype)  # "compressed" inputs
     N = X.shape[0]
-    f = refit_update(ctx.W, ctx.bias, 2, mean_dense=X.mean(0), mean_comp=Xc.mean(0),
+    B = METHODS["whiten"](ctx).factors(2).B
+    f = refit_update(ctx.W, ctx.bias, B, mean_dense=X.mean(0), mean_comp=Xc.mean(0),
                      cross=X.t() @ Xc / N, gram_comp=Xc.t() @ Xc / N, ridge=0.0)
+    assert torch.equal(f.B, B)
     Y = X @ ctx.W.t() + ctx.bias
-    err = float(((Y - (Xc @ f.B.t() @ f.A.t() + f.bias)) ** 2).sum())
-    # brute force over rank-2 A B with a free bias, on targets Y from inputs Xc
-    Yc = Y - Y.mean(0)
-    Zc = Xc - Xc.mean(0)
-    Wls = torch.linalg.lstsq(Zc, Yc).solution.t()
-    bf = _brute_force(Wls, Zc, 2)
-    bf += float(((Yc - Zc @ Wls.t()) ** 2).sum())
-    assert abs(err - bf) <= 1e-6 * bf
+    # brute force: least squares of the dense outputs on [B x_c, 1]
+    Z = torch.cat([Xc @ B.t(), torch.ones(N, 1, dtype=X.dtype)], 1)
+    sol = torch.linalg.lstsq(Z, Y).solution
+    torch.testing.assert_close(f.A, sol[:2].t(), atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(f.bias, sol[2], atol=1e-8, rtol=1e-8)
+    # and on the calibration data it beats keeping the whitening factor A
+    w = METHODS["whiten"](ctx).factors(2)
+    err_u = float(((Y - (Xc @ B.t() @ f.A.t() + f.bias)) ** 2).sum())
+    err_w = float(((Y - (Xc @ B.t() @ w.A.t() + w.bias)) ** 2).sum())
+    assert err_u <= err_w
 
 
 def test_methods_need_their_data() -> None:

@@ -230,32 +230,30 @@ def whiten_update_method(ctx: LayerContext) -> Decomposition:
     return dec
 
 
-def refit_update(W: torch.Tensor, bias: torch.Tensor | None, rank: int, *,
+def refit_update(W: torch.Tensor, bias: torch.Tensor | None, B: torch.Tensor, *,
                  mean_dense: torch.Tensor, mean_comp: torch.Tensor, cross: torch.Tensor,
                  gram_comp: torch.Tensor, ridge: float = 1e-6) -> Factors:
-    """Closed-form affine rank-``r`` refit of ``y = W x_d + b`` from compressed inputs ``x_c``.
+    """Closed-form least-squares update of the second factor and the bias, ``B`` fixed.
 
-    Minimises ``E ||W x_d + b - (A B x_c + c)||^2`` over rank-``r`` ``AB`` and any ``c``
-    (reduced-rank regression): with centred moments ``C_cc = Cov(x_c)``,
-    ``C_dc = Cov(x_d, x_c)``, the unconstrained solution ``W_full = W C_dc C_cc^-1`` is
-    truncated in the ``C_cc`` metric (SVD of ``W_full L``, ``C_cc = L L^T``), and
-    ``c = W mu_d + b - A B mu_c``. Given ``B`` this ``A`` is the least-squares update of the
-    second factor; given ``AB`` the bias is optimal.
+    Minimises ``E ||W x_d + b - (A B x_c + c)||^2`` over ``A`` (m x r) and ``c`` (m,),
+    where ``x_d`` are the layer's inputs in the dense model and ``x_c`` in the partially
+    compressed one. With ``z = B x_c`` this is ordinary least squares in ``r``
+    features: ``A = Cov(y, z) Cov(z)^-1`` with ``Cov(y, z) = W C_dc B^T`` and
+    ``Cov(z) = B C_cc B^T``, and ``c = W mu_d + b - A B mu_c``. Only an r x r system is
+    solved, so a few thousand calibration tokens suffice even for wide layers.
 
     Parameters
     ----------
-    W : (m, n) dense weight; bias : (m,) or None
+    W : (m, n) dense weight; bias : (m,) or None; B : (r, n) first factor
     mean_dense, mean_comp : (n,) means of the dense and the compressed-model inputs
     cross : (n, n) ``E[x_d x_c^T]``; gram_comp : (n, n) ``E[x_c x_c^T]``
     """
     Ccc = gram_comp - torch.outer(mean_comp, mean_comp)
     Cdc = cross - torch.outer(mean_dense, mean_comp)
-    L = _cholesky(Ccc, ridge)
-    # W_full L = W Cdc Ccc^-1 L = W Cdc L^-T
-    WL = torch.linalg.solve_triangular(L, (W @ Cdc).t(), upper=False).t()
-    U, S, Vh = _svd(WL)
-    A, Bw = _split(U, S, Vh, rank)
-    B = torch.linalg.solve_triangular(L.t(), Bw.t(), upper=True).t()
+    Czz = B @ Ccc @ B.t()
+    Cyz = W @ (Cdc @ B.t())
+    L = _cholesky((Czz + Czz.t()) / 2, ridge)
+    A = torch.cholesky_solve(Cyz.t(), L).t()
     c = W @ mean_dense - A @ (B @ mean_comp)
     if bias is not None:
         c = c + bias
