@@ -34,13 +34,13 @@ def _opt_err(A: torch.Tensor, r: int) -> float:
 # IncrementalSVD
 
 
-@pytest.mark.parametrize("block", [3, 40])
+@pytest.mark.parametrize("block", [4, 40])
 def test_incremental_equals_batch_svd_at_true_rank(planted, seed, dtype, block):
-    A = planted(50, 120, 5, seed=seed, dtype=dtype)
+    A = planted(50, 80, 5, seed=seed, dtype=dtype)
     isvd = IncrementalSVD(8, block_size=block).fit(A)  # rank >= true rank
-    assert isvd.n_columns_seen_ == 120
+    assert isvd.n_columns_seen_ == 80
     U, S, Vh = isvd.U_, isvd.S_, isvd.Vh_
-    assert U.dtype == dtype and Vh.shape == (8, 120)
+    assert U.dtype == dtype and Vh.shape == (8, 80)
     assert _rel(A, (U * S) @ Vh) < TOL[dtype]
     s = torch.linalg.svdvals(A.to(torch.float64))[:5]
     torch.testing.assert_close(S[:5].to(torch.float64), s, rtol=TOL[dtype], atol=0)
@@ -165,7 +165,7 @@ def _blocks(seed: int, m: int, widths: list[int], decay: float) -> list[torch.Te
     return out
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), m=st.integers(2, 25),
        widths=st.lists(st.integers(1, 12), min_size=1, max_size=5),
        rank=st.integers(1, 25), block_rank=st.one_of(st.none(), st.integers(1, 12)),
