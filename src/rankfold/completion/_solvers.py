@@ -234,7 +234,8 @@ def auto_threshold(d: int, n_other: int, opts: SolverOptions) -> int:
     """Smallest row count for which ``solver="auto"`` uses the sketched solve.
 
     Measured on CPU (benchmarks/completion.py, part "sketch"): the exact batched solve
-    was faster at every tested size (up to 16,384 observations per row and rank 512),
+    was faster at every tested size (16,384 observations per row at rank 64, rank 256
+    at 4,096 per row, and a spot check at rank 512),
     because both are bound by reading the gathered design once, and the Gram matrix is
     a GEMM while the sketch and each PCG step are further passes over it. The sketch
     only wins asymptotically (``c >> k`` with a large ``k``), so "auto" uses it only
