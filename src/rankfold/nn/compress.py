@@ -65,7 +65,7 @@ logger = logging.getLogger("rankfold.nn")
 #: measured on all-MiniLM-L6-v2 (docs/benchmarks/nn.md): "whiten" generalised best to
 #: held-out text; "whiten_update" fits the calibration data better but lost on held-out text
 DEFAULT_METHOD = "whiten"
-DEFAULT_ALLOCATION = "energy"
+DEFAULT_ALLOCATION = "uniform"
 
 
 class LayerReport(NamedTuple):
@@ -576,7 +576,7 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
     method : str, default "whiten"
         One of :data:`rankfold.nn.methods.METHODS`: "svd", "fwsvd", "asvd", "whiten",
         "whiten_update", "afm", "nystrom".
-    allocation : str, default "energy"
+    allocation : str, default "uniform"
         One of "uniform", "energy", "welore", "sensitivity".
     calibration : iterable of batches, DataLoader, or list of str, optional
         Tensors (``model(x)``), dicts (``model(**x)``) or tuples (``model(*x)``);
