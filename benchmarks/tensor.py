@@ -250,7 +250,7 @@ def sparse_child(n: int, nnz: int, R: int, iters: int) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = _cp_complete(train, vals[:nnz], (n, n, n), R, n_iter_max=iters, tol=0.0,
-                           l2_reg=1e-6, nonneg=False, init="svd", generator=0)
+                           l2_reg=1e-6, nonneg=False, init="random", generator=0)
     total = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     truth = np.einsum("nr,nr,nr->n", *(f[test[:, k]] for k, f in enumerate(fs)))

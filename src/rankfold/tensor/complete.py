@@ -221,7 +221,7 @@ def _check_init_cp(init: Any, shape: Sequence[int], rank: int, func: str,
 
 def cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: int, *,
                 n_iter_max: int = 100, tol: float = 1e-6, l2_reg: float = 0.0,
-                nonneg: bool = False, init: str | CPTensor = "svd",
+                nonneg: bool = False, init: str | CPTensor = "random",
                 generator: Any = None) -> CPTensor:
     """CP completion from observed entries (the full tensor is never formed).
 
@@ -248,10 +248,13 @@ def cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: int, *,
         solution).
     nonneg : bool, default False
         Non-negative factors (exact coordinate descent per row).
-    init : {"svd", "random"} or CPTensor, default "svd"
-        "svd": leading left singular vectors of each unfolding of the zero-filled
-        tensor (computed from sparse Gram matrices; deterministic). "random": Gaussian
-        factors scaled to the data.
+    init : {"random", "svd"} or CPTensor, default "random"
+        "random": Gaussian factors scaled to the data (from ``generator``). "svd": leading
+        left singular vectors of each unfolding of the zero-filled tensor (sparse Gram
+        matrices, diagonal deleted; deterministic). At high sparsity the "svd" start was
+        seen to stall in a poor fixed point (planted 200^3 rank 10 at 2.5% density:
+        training fit stuck at 0.72, while random starts reach the noise level in ~12
+        sweeps), hence the random default.
     generator : int, torch.Generator, numpy Generator or None
         Randomness of the random initialization.
 
