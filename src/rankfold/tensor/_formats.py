@@ -173,7 +173,7 @@ class CPTensor(_Format):
     >>> import numpy as np
     >>> from rankfold.tensor import CPTensor
     >>> cp = CPTensor(None, [np.ones((3, 2)), np.ones((4, 2)), np.ones((5, 2))])
-    >>> cp.shape, cp.rank, cp.to_tensor()[0, 0, 0]
+    >>> cp.shape, cp.rank, float(cp.to_tensor()[0, 0, 0])
     ((3, 4, 5), 2, 2.0)
     """
 

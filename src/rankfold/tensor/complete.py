@@ -221,7 +221,7 @@ def _check_init_cp(init: Any, shape: Sequence[int], rank: int, func: str,
 
 def cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: int, *,
                 n_iter_max: int = 100, tol: float = 1e-6, l2_reg: float = 0.0,
-                nonneg: bool = False, init: str | CPTensor = "random",
+                nonneg: bool = False, init: str | CPTensor = "svd",
                 generator: Any = None) -> CPTensor:
     """CP completion from observed entries (the full tensor is never formed).
 
@@ -248,13 +248,14 @@ def cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: int, *,
         solution).
     nonneg : bool, default False
         Non-negative factors (exact coordinate descent per row).
-    init : {"random", "svd"} or CPTensor, default "random"
-        "random": Gaussian factors scaled to the data (from ``generator``). "svd": leading
-        left singular vectors of each unfolding of the zero-filled tensor (sparse Gram
-        matrices, diagonal deleted; deterministic). At high sparsity the "svd" start was
-        seen to stall in a poor fixed point (planted 200^3 rank 10 at 2.5% density:
-        training fit stuck at 0.72, while random starts reach the noise level in ~12
-        sweeps), hence the random default.
+    init : {"svd", "random"} or CPTensor, default "svd"
+        "svd": leading left singular vectors of each unfolding of the zero-filled tensor
+        (sparse Gram matrices, diagonal deleted; deterministic). "random": Gaussian
+        factors scaled to the data (from ``generator``). Neither start is best everywhere:
+        at high sparsity the "svd" start was seen to stall (planted 200^3 rank 10 at 2.5%
+        density: training fit stuck at 0.72, while a random start reached the noise level
+        in ~12 sweeps), and random starts can stall on small problems; try both (or
+        several generators) when the training fit stays low.
     generator : int, torch.Generator, numpy Generator or None
         Randomness of the random initialization.
 

@@ -138,7 +138,7 @@ class CPCompletion(_Base):
     """
 
     def __init__(self, rank: int, *, n_iter_max: int = 100, tol: float = 1e-6,
-                 l2_reg: float = 0.0, nonneg: bool = False, init: Any = "random",
+                 l2_reg: float = 0.0, nonneg: bool = False, init: Any = "svd",
                  generator: Any = None) -> None:
         self.rank = rank
         self.n_iter_max = n_iter_max
