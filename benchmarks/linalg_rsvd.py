@@ -18,8 +18,8 @@ spmm   one pass over the sparse matrix: torch CSR (used by rsvd) vs scipy CSR.
 tol    tolerance mode on the dense matrix: tol = 1.01 x the optimal rank-k error; the
        rank found vs the optimal rank, and the time vs a fixed-rank run at that rank.
 
-Writes benchmarks/results/linalg_rsvd.json and docs/benchmarks/linalg_rsvd.md (with
---threads T other than 2: linalg_rsvd_threadsT.*). Running some --parts keeps the
+Writes benchmarks/results/linalg_rsvd.json and docs/benchmarks/linalg_rsvd.md (--quick
+adds _quick to the names, --threads T other than 2 adds _threadsT). Running some --parts keeps the
 other parts already in the results file.
 """
 
@@ -428,7 +428,10 @@ def main() -> int:
     log: list[str] = []
     res: dict[str, Any] = {"quick": args.quick, "repeats": args.repeats, "machine": machine,
                            "threads": THREADS}
-    name = "linalg_rsvd" if THREADS == 2 else f"linalg_rsvd_threads{THREADS}"
+    # quick and non-default thread counts get their own page, so they never replace the
+    # full-size results
+    name = "linalg_rsvd" + ("_quick" if args.quick else "") + (
+        "" if THREADS == 2 else f"_threads{THREADS}")
     out_json = ROOT / "benchmarks" / "results" / f"{name}.json"
     if out_json.exists() and not args.fresh:  # keep the parts not re-run now
         old = json.loads(out_json.read_text(encoding="utf-8"))
