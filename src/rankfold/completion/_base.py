@@ -101,8 +101,8 @@ class CompletionEstimator:
         check_int(self.n_threads, "n_threads", name, low=1, allow_none=True)
         if self.device is not None and not isinstance(self.device, str | torch.device):
             raise param_error("device", name, "None, a str or a torch.device", self.device)
-        check_generator(self.generator, func=name) if not isinstance(
-            self.generator, torch.Generator) else None
+        if not isinstance(self.generator, torch.Generator | np.random.Generator):
+            check_generator(self.generator, func=name)  # type check only; fit draws
 
     def _check_rank(self, rank: int, shape: tuple[int, int]) -> int:
         name = type(self).__name__
@@ -228,11 +228,13 @@ class CompletionEstimator:
 
     @property
     def n_users_(self) -> int:
-        return len(self._check_fitted("n_users_") and self.user_ids_)
+        self._check_fitted("n_users_")
+        return len(self.user_ids_)
 
     @property
     def n_items_(self) -> int:
-        return len(self._check_fitted("n_items_") and self.item_ids_)
+        self._check_fitted("n_items_")
+        return len(self.item_ids_)
 
     # ---- prediction ------------------------------------------------------------------
     def _encode(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray]:
