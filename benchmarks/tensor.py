@@ -11,7 +11,8 @@ so its peak memory can be measured):
 - sparse: cp_complete from 1M observed entries of a 1000^3 rank-10 tensor: time per sweep,
   peak memory, held-out error (TensorLy needs the dense tensor: 1000^3 float64 = 8 GB).
 
-Writes benchmarks/results/tensor.json and docs/benchmarks/tensor.md.
+Writes benchmarks/results/tensor.json and docs/benchmarks/tensor.md (merging the parts of
+earlier runs; --quick only prints).
 """
 
 from __future__ import annotations
@@ -407,6 +408,9 @@ def main() -> int:
     merged.update(results)
     command = "python benchmarks/tensor.py" + (" --quick" if args.quick else "")
     md = _markdown(merged, command, header)
+    if args.quick:  # a smoke run: print, keep the recorded full results
+        print(md)
+        return 0
     atomic_write_text(path, json.dumps({"command": command, "header": header,
                                         "results": merged}, indent=1, default=float))
     atomic_write_text(ROOT / "docs" / "benchmarks" / "tensor.md", md)
