@@ -325,6 +325,8 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
                   ""]
     if "sparse" in results:
         s = results["sparse"]
+        cannot = (", so they cannot run this on this machine"
+                  if s["dense_gb_float64"] > 4 else "")
         lines += [f"## Sparse completion: cp_complete, {s['nnz']:,} observed entries of a "
                   f"{s['n']}^3 tensor, rank {s['rank']} (planted rank {s['rank']} + 1% noise; init "
                   f"svd (default), l2_reg 1e-6)", "", _made_by(s), "",
@@ -334,8 +336,7 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
                   f"{s['peak_rss_mb']:.0f} | {s['train_fit']:.5f} | {s['heldout']:.5f} |", "",
                   f"TensorLy and pyttb's dense ALS need the full tensor: {s['n']}^3 float64 = "
                   f"{s['dense_gb_float64']:.1f} GB (plus the EM reconstruction, as much "
-                  f"again), so they cannot run this on this machine. rankfold never forms "
-                  f"it: memory is O(nnz x rank).", ""]
+                  f"again){cannot}. rankfold never forms it: memory is O(nnz x rank).", ""]
         if s["train_fit"] < 0.95:
             lines += [f"Accuracy: the row-wise ALS had not converged on this planted rank-"
                       f"{s['rank']} tensor at density {s['nnz'] / s['n'] ** 3:.1e} after "
