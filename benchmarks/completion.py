@@ -389,7 +389,7 @@ def write_doc(res: dict[str, Any]) -> None:
              f"Command: `{res.get('command', 'python benchmarks/completion.py')}`  ",
              f"Machine: {res.get('machine', '')}; threads = 2 for torch (1 for small "
              "fits, see `rankfold.completion._threads`), Surprise single-threaded, Spark "
-             "local[2]. **The machine was shared with other jobs** (load average 15-19 on "
+             "local[2]. **The machine was shared with other jobs** (load average 4-19 on "
              "2 cores during the runs): absolute times are noisy, ratios are measured in "
              "the same process.", ""]
     ml = res.get("movielens")
