@@ -120,7 +120,7 @@ def main() -> int:
             scores = {"uniform": np.ones(A.shape[0])}
             for by in METHODS[1:]:
                 t0 = time.perf_counter()
-                scores[by] = row_scores(Ab, by=by, p=p)
+                scores[by] = row_scores(Ab, by=by, p=p, generator=0)
                 print(f"{dname} p={p:g} {by} scores: {time.perf_counter() - t0:.2f} s",
                       flush=True)
             for m in sizes:
@@ -194,9 +194,10 @@ def write_markdown(results: list[dict], trials: int, cmd: str) -> None:
         "",
         "Error = ||A x_sample - b||_p / ||A x_opt - b||_p - 1 (median over trials, "
         "interquartile range in the plot), rows sampled i.i.d. by scores of [A, b] and "
-        "reweighted by (count / (m q_i))^(1/p). At p = 2 Lewis weights and root leverage "
-        "scores coincide with leverage scores; `sensitivity` is the Lewis-weight upper bound "
-        "on the l_p sensitivities (see docs/linalg.md).",
+        "reweighted by (count / (m q_i))^(1/p). At p = 2 Lewis weights, root leverage "
+        "scores and sensitivities coincide with leverage scores; root leverage equals "
+        "leverage for p >= 2; `sensitivity` uses IRLS estimates of the l_p sensitivities for "
+        "p < 2 and the Lewis-weight bounds for p > 2 (see docs/linalg.md).",
         "",
         "![sampling](../img/sampling.png)",
         "",
