@@ -86,7 +86,9 @@ def test_tucker_numpy_and_init():
     res = tucker(X, RANKS, method="sthosvd")
     assert isinstance(res.tucker.core, np.ndarray)
     again = tucker(X, RANKS, init=res.tucker, n_iter_max=2)
-    assert again.history[0] >= res.history[0] - 1e-12
+    # The fit comes from ||X||^2 - ||G||^2, which resolves errors only down to about
+    # sqrt(eps) ~ 1.5e-8 relative; below that the comparison is summation-order noise.
+    assert again.history[0] >= res.history[0] - 1e-7
     rnd = tucker(X, RANKS, init="random", generator=0, n_iter_max=100)
     assert rnd.history[-1] > 1 - 1e-8
 
