@@ -51,8 +51,8 @@ def progress(description: str, total: int | None = None, *, enabled: bool | None
         return
     try:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                                   TextColumn, TimeElapsedColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
     except ImportError:  # rich is an optional extra
         yield Progress()
         return
