@@ -8,6 +8,7 @@ lives here once.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import json
 import os
@@ -68,7 +69,7 @@ def _resolve_dtype(dtype: Any, func: str) -> torch.dtype | None:
         raise param_error("dtype", func, "None, 'float32' or 'float64'", dtype) from None
 
 
-class CompletionEstimator:
+class CompletionEstimator(abc.ABC):
     """Base class of :class:`ALS`, :class:`AltMin` and :class:`SoftImpute`."""
 
     _registry: dict[str, type[CompletionEstimator]] = {}
@@ -116,16 +117,18 @@ class CompletionEstimator:
                              high_name="min(n_users, n_items) - 1"))
 
     # ---- hooks -----------------------------------------------------------------------
+    @abc.abstractmethod
     def _check_params(self) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Validate the constructor arguments (called by :meth:`fit` before any work)."""
 
+    @abc.abstractmethod
     def _fit_model(self, problem: Problem, validation: Validation | None,
                    generator: torch.Generator, callback: Callback | None) -> CompletionModel:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Fit the factors and biases on the prepared problem."""
 
+    @abc.abstractmethod
     def _fold_in_ridge(self, d: int) -> tuple[torch.Tensor, float]:
         """(ridge per coordinate, row-weight exponent) used by :meth:`fold_in`."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     # ---- fit -------------------------------------------------------------------------
     def fit(self, X: Any, *, columns: Sequence[str] | None = None,
