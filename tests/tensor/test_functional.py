@@ -80,7 +80,11 @@ def _brute_sites(st, k):
 @pytest.mark.parametrize("structure,ranks", [("tucker", (2, 3, 2)), ("tucker", (2, 2)),
                                               ("cp", (3, 3, 3))])
 @pytest.mark.parametrize("k", [0, 1])
-def test_mode_messages_match_brute_force_with_core_covariance(structure, ranks, k):
+@pytest.mark.parametrize("aggregate", [True, False])
+def test_mode_messages_match_brute_force_with_core_covariance(structure, ranks, k, aggregate,
+                                                               monkeypatch):
+    if not aggregate:  # per-entry contraction (used when the per-coordinate buffer is big)
+        monkeypatch.setattr(fmod, "_AGG", 0)
     st = _state(structure, ranks)
     Lam, eta = _brute_sites(st, k)
     st.update_mode(k, 1.0, None)
@@ -99,7 +103,10 @@ def test_damping_mixes_old_and_new_sites():
 
 
 @pytest.mark.parametrize("structure,ranks", [("tucker", (2, 3, 2)), ("cp", (2, 2, 2))])
-def test_core_statistics_match_brute_force(structure, ranks):
+@pytest.mark.parametrize("aggregate", [True, False])
+def test_core_statistics_match_brute_force(structure, ranks, aggregate, monkeypatch):
+    if not aggregate:
+        monkeypatch.setattr(fmod, "_AGG", 0)
     st = _state(structure, ranks)
     Z2, zy = st.core_stats()
     ref2 = np.zeros(Z2.shape)

@@ -82,6 +82,7 @@ logger = logging.getLogger(__name__)
 
 STRUCTURES = ("tucker", "cp")
 _WORK = 1 << 21  # elements of the largest temporary per chunk (16 MB in float64)
+_AGG = 1 << 23  # elements of a per-coordinate aggregation buffer (64 MB in float64)
 
 
 class FunBaTResult(NamedTuple):
@@ -381,12 +382,21 @@ class _State:
             Ek = Ek.reshape(R, Q, R, Q).permute(1, 3, 0, 2).reshape(Q * Q, R * R)
             Mk = self.mW.reshape(self.ranks).permute(perm).reshape(R, Q)
             h = torch.zeros(S, Q, dtype=dt, device=y.device)
+            # E[z z^T] summed per coordinate first, contracted with the core once per
+            # coordinate (S Q^2 R^2 instead of N Q^2 R^2 flops) when that buffer is small
+            Zs = (torch.zeros(S, Q * Q, dtype=dt, device=y.device)
+                  if S * Q * Q <= _AGG else None)
             for sl in _chunks(self.N, Q * Q + R * R):
                 n = sl.stop - sl.start
                 Z = _combine_mat(self._gather(others, sl, True), False, n, Eww)
-                Lam_new.index_add_(0, self.idx[k][sl], Z.reshape(n, Q * Q) @ Ek)
+                if Zs is not None:
+                    Zs.index_add_(0, self.idx[k][sl], Z.reshape(n, Q * Q))
+                else:
+                    Lam_new.index_add_(0, self.idx[k][sl], Z.reshape(n, Q * Q) @ Ek)
                 z = _combine_vec(self._gather(others, sl, False), False, n, Eww)
                 h.index_add_(0, self.idx[k][sl], z * y[sl, None])
+            if Zs is not None:
+                Lam_new = Zs @ Ek
             eta_new = h @ Mk.T
         tau = self.Etau
         Lam_new = Lam_new.reshape(S, R, R)
@@ -430,14 +440,25 @@ class _State:
             return Z2, zy
         RK = self.ranks[-1]
         Qa = P // RK
+        SK = self.t[-1].shape[0]
         acc = torch.zeros(Qa * Qa, RK * RK, dtype=dt, device=y.device)
+        # the last mode's second moment depends only on its coordinate: sum the other
+        # modes' Kronecker moments per last-mode coordinate, then one (Qa^2, S_K) x
+        # (S_K, R_K^2) product (when that buffer is small)
+        Sagg = (torch.zeros(SK, Qa * Qa, dtype=dt, device=y.device)
+                if SK * Qa * Qa <= _AGG else None)
         for sl in _chunks(self.N, Qa * Qa + P):
             n = sl.stop - sl.start
             Sa = _combine_mat(self._gather(modes[:-1], sl, True), False, n, Z2)
-            Sb = self.S2[-1][self.idx[-1][sl]]
-            acc += Sa.reshape(n, Qa * Qa).T @ Sb.reshape(n, RK * RK)
+            if Sagg is not None:
+                Sagg.index_add_(0, self.idx[-1][sl], Sa.reshape(n, Qa * Qa))
+            else:
+                Sb = self.S2[-1][self.idx[-1][sl]]
+                acc += Sa.reshape(n, Qa * Qa).T @ Sb.reshape(n, RK * RK)
             zy += (_combine_vec(self._gather(modes, sl, False), False, n, Z2)
                    * y[sl, None]).sum(0)
+        if Sagg is not None:
+            acc = Sagg.T @ self.S2[-1].reshape(SK, RK * RK)
         Z2 = acc.reshape(Qa, Qa, RK, RK).permute(0, 2, 1, 3).reshape(P, P)
         return 0.5 * (Z2 + Z2.T), zy
 
