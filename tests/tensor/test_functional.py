@@ -78,7 +78,7 @@ def _brute_sites(st, k):
 
 
 @pytest.mark.parametrize("structure,ranks", [("tucker", (2, 3, 2)), ("tucker", (2, 2)),
-                                              ("cp", (3, 3, 3))])
+                                              ("tucker", (2, 1, 2, 2)), ("cp", (3, 3, 3))])
 @pytest.mark.parametrize("k", [0, 1])
 @pytest.mark.parametrize("aggregate", [True, False])
 def test_mode_messages_match_brute_force_with_core_covariance(structure, ranks, k, aggregate,
@@ -102,7 +102,8 @@ def test_damping_mixes_old_and_new_sites():
     assert np.allclose(st.Lam[1].numpy(), 0.7 * old.numpy() + 0.3 * new, atol=1e-10)
 
 
-@pytest.mark.parametrize("structure,ranks", [("tucker", (2, 3, 2)), ("cp", (2, 2, 2))])
+@pytest.mark.parametrize("structure,ranks", [("tucker", (2, 3, 2)), ("tucker", (2, 1, 2, 2)),
+                                              ("cp", (2, 2, 2))])
 @pytest.mark.parametrize("aggregate", [True, False])
 def test_core_statistics_match_brute_force(structure, ranks, aggregate, monkeypatch):
     if not aggregate:

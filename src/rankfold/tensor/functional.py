@@ -338,6 +338,7 @@ class _State:
             self.eta.append(torch.zeros(S, R, dtype=dt, device=dev))
             self.smoothed.append(None)
         self.trans: list[tuple | None] = [None] * self.K
+        self._groups: list[tuple | None] = [None] * self.K
         self.hyper_calls = [0] * self.K
         P = ranks[0] if cp else math.prod(ranks)
         self.P = P
@@ -357,6 +358,57 @@ class _State:
     def _gather(self, modes: Sequence[int], sl: slice, second: bool) -> list[torch.Tensor]:
         src = self.S2 if second else self.mu
         return [src[j][self.idx[j][sl]] for j in modes]
+
+    def _group(self, k: int) -> tuple:
+        """Entries grouped by (coordinate of mode k, coordinates of the other modes but
+        the last): inverse index (N,), mode-k coordinate per group (G,), and the
+        coordinate index per group of each of those other modes."""
+        if self._groups[k] is None:
+            others = [j for j in range(self.K) if j != k]
+            cols = [self.idx[k]] + [self.idx[j] for j in others[:-1]]
+            if len(cols) == 1:
+                inv = self.idx[k]
+                uniq = torch.arange(self.t[k].shape[0], device=inv.device)[:, None]
+            else:
+                uniq, inv = torch.unique(torch.stack(cols, 1), dim=0, return_inverse=True)
+            self._groups[k] = (inv.reshape(-1), uniq[:, 0],
+                               [uniq[:, i + 1] for i in range(len(cols) - 1)])
+        return self._groups[k]
+
+    def kron_moment_sums(self, k: int) -> torch.Tensor | None:
+        """Per-coordinate sums over the entries at each unique coordinate of mode ``k``
+        of the Kronecker product of the other modes' second moments: (S_k, Q, Q), C order
+        over the other modes. The entries are grouped by (coordinate of mode k,
+        coordinates of the other modes but the last), the last mode's moments summed per
+        group first, so the Kronecker products are formed per group, not per entry.
+
+        Returns None when the (S_k, Q^2) buffer or the per-group sums would exceed the
+        work limit (the caller then contracts per entry)."""
+        others = [j for j in range(self.K) if j != k]
+        if not others:
+            return None
+        S = self.t[k].shape[0]
+        Q = math.prod(self.ranks[j] for j in others)
+        last = others[-1]
+        Rl = self.ranks[last]
+        if S * Q * Q > _AGG:
+            return None
+        inv, gs, gother = self._group(k)
+        G = gs.shape[0]
+        if G * Rl * Rl > _AGG:
+            return None
+        y, dt = self.y, self.y.dtype
+        Bsum = torch.zeros(G, Rl * Rl, dtype=dt, device=y.device)
+        for sl in _chunks(self.N, Rl * Rl):
+            Bsum.index_add_(0, inv[sl], self.S2[last][self.idx[last][sl]].reshape(-1, Rl * Rl))
+        Bsum = Bsum.reshape(G, Rl, Rl)
+        Zs = torch.zeros(S, Q * Q, dtype=dt, device=y.device)
+        for sl in _chunks(G, Q * Q):
+            n = sl.stop - sl.start
+            mats = [self.S2[j][g[sl]] for j, g in zip(others[:-1], gother, strict=True)]
+            Z = _combine_mat(mats + [Bsum[sl]], False, n, Bsum)
+            Zs.index_add_(0, gs[sl], Z.reshape(n, Q * Q))
+        return Zs
 
     def update_mode(self, k: int, rho: float, hyper: Callable | None) -> None:
         """Damped per-coordinate sites for mode k, then Kalman/RTS smoothing."""
@@ -382,16 +434,13 @@ class _State:
             Ek = Ek.reshape(R, Q, R, Q).permute(1, 3, 0, 2).reshape(Q * Q, R * R)
             Mk = self.mW.reshape(self.ranks).permute(perm).reshape(R, Q)
             h = torch.zeros(S, Q, dtype=dt, device=y.device)
-            # E[z z^T] summed per coordinate first, contracted with the core once per
+            # E[z z^T] summed per coordinate first and contracted with the core once per
             # coordinate (S Q^2 R^2 instead of N Q^2 R^2 flops) when that buffer is small
-            Zs = (torch.zeros(S, Q * Q, dtype=dt, device=y.device)
-                  if S * Q * Q <= _AGG else None)
-            for sl in _chunks(self.N, Q * Q + R * R):
+            Zs = self.kron_moment_sums(k)
+            for sl in _chunks(self.N, Q + (0 if Zs is not None else Q * Q + R * R)):
                 n = sl.stop - sl.start
-                Z = _combine_mat(self._gather(others, sl, True), False, n, Eww)
-                if Zs is not None:
-                    Zs.index_add_(0, self.idx[k][sl], Z.reshape(n, Q * Q))
-                else:
+                if Zs is None:
+                    Z = _combine_mat(self._gather(others, sl, True), False, n, Eww)
                     Lam_new.index_add_(0, self.idx[k][sl], Z.reshape(n, Q * Q) @ Ek)
                 z = _combine_vec(self._gather(others, sl, False), False, n, Eww)
                 h.index_add_(0, self.idx[k][sl], z * y[sl, None])
@@ -445,14 +494,11 @@ class _State:
         # the last mode's second moment depends only on its coordinate: sum the other
         # modes' Kronecker moments per last-mode coordinate, then one (Qa^2, S_K) x
         # (S_K, R_K^2) product (when that buffer is small)
-        Sagg = (torch.zeros(SK, Qa * Qa, dtype=dt, device=y.device)
-                if SK * Qa * Qa <= _AGG else None)
-        for sl in _chunks(self.N, Qa * Qa + P):
+        Sagg = self.kron_moment_sums(self.K - 1)
+        for sl in _chunks(self.N, P + (0 if Sagg is not None else Qa * Qa)):
             n = sl.stop - sl.start
-            Sa = _combine_mat(self._gather(modes[:-1], sl, True), False, n, Z2)
-            if Sagg is not None:
-                Sagg.index_add_(0, self.idx[-1][sl], Sa.reshape(n, Qa * Qa))
-            else:
+            if Sagg is None:
+                Sa = _combine_mat(self._gather(modes[:-1], sl, True), False, n, Z2)
                 Sb = self.S2[-1][self.idx[-1][sl]]
                 acc += Sa.reshape(n, Qa * Qa).T @ Sb.reshape(n, RK * RK)
             zy += (_combine_vec(self._gather(modes, sl, False), False, n, Z2)
