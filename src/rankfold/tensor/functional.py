@@ -370,7 +370,20 @@ class _State:
                 inv = self.idx[k]
                 uniq = torch.arange(self.t[k].shape[0], device=inv.device)[:, None]
             else:
-                uniq, inv = torch.unique(torch.stack(cols, 1), dim=0, return_inverse=True)
+                sizes = [self.t[k].shape[0]] + [self.t[j].shape[0] for j in others[:-1]]
+                if math.prod(sizes) < 2**62:  # one int64 key per entry: a 1-D unique
+                    key = torch.zeros_like(cols[0])
+                    for c, n in zip(cols, sizes, strict=True):
+                        key = key * n + c
+                    ukey, inv = torch.unique(key, return_inverse=True)
+                    parts = []
+                    for n in reversed(sizes):
+                        parts.append(ukey % n)
+                        ukey = ukey // n
+                    uniq = torch.stack(parts[::-1], 1)
+                else:
+                    uniq, inv = torch.unique(torch.stack(cols, 1), dim=0,
+                                             return_inverse=True)
             self._groups[k] = (inv.reshape(-1), uniq[:, 0],
                                [uniq[:, i + 1] for i in range(len(cols) - 1)])
         return self._groups[k]
