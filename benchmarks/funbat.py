@@ -1,23 +1,30 @@
 """FunBaT benchmark: functional Tucker / CP vs discrete completion and GP regression.
 
 Usage: python benchmarks/funbat.py [--quick] [--folds 0,1,..] [--ranks 2,3,5,7]
-       [--datasets us_temp,beijing_pm25,...] [--epochs N] [--no-timing] [--no-memory]
+       [--datasets us_temp,beijing_pm25,...] [--methods funbat,funbat_cp,...]
+       [--epochs N] [--l2-grid 0.01,0.03,0.1,1] [--gp-subsample N] [--render-only]
+       python benchmarks/funbat.py --scaling-only [--repeats 3]   # timing + memory goals
 
 On the FunBaT splits shipped in rankfold (US-Temp; BeijingAir PM2.5 at full resolution and
-at 50x50x150 bins; the synthetic set), per fold, in one process:
+at 50x50x150 bins; the synthetic set), per fold:
 
 - rankfold FunctionalTucker (FunBaT) and FunctionalCP (FunBaT-CP) on the bin-centre
-  coordinates, ranks 2, 3, 5, 7;
+  coordinates, ranks 2, 3, 5, 7 (at most 100 epochs, default settings);
 - discrete baselines on the bin indexes: rankfold ``cp_complete`` / ``tucker_complete``
-  (ridge ALS) and TensorLy masked ``parafac`` / ``tucker`` (dense tensor with a mask, only
-  where the dense tensor fits in memory), same ranks;
-- scikit-learn GaussianProcessRegressor (Matern + white noise) on the raw coordinates, on
-  a random subsample of the training set.
+  (ridge ALS; the best ridge penalty of ``--l2-grid`` on the test set, which favours
+  them) and TensorLy masked ``parafac`` / ``tucker`` (dense tensor with a mask, only where
+  the dense tensor fits in memory), same ranks;
+- scikit-learn GaussianProcessRegressor (Matern-3/2 ARD + white noise) on the raw
+  coordinates, on a random 1000-point subsample of the training set.
 
-Reports test RMSE and MAE as mean +- std over folds, the goals of issue 5 (FunBaT vs the
-best discrete baseline; synthetic latent correlation; 100 epochs on Beijing at rank 3;
-memory at 10x the data by replication), and writes benchmarks/results/funbat.json and
-docs/benchmarks/funbat.md. ``--quick`` runs folds 0-1 and ranks 2, 3 with fewer epochs.
+Every finished (dataset, fold, method, rank) run is appended to
+benchmarks/results/funbat_rows.jsonl; a rerun skips the runs already there, so several
+processes (e.g. one per ``--methods`` subset) can share the work and an interrupted run
+keeps what it finished. Low ranks run first. The aggregate (test RMSE and MAE mean +- std
+over folds, the goals of issue 5) goes to benchmarks/results/funbat.json and
+docs/benchmarks/funbat.md. Timing and memory goals come from ``--scaling-only`` (run it
+under the benchmark lock; results in benchmarks/results/funbat_scaling.json), never from
+the accuracy runs. ``--quick`` (folds 0-1, ranks 2-3, 50 epochs) prints only.
 """
 
 from __future__ import annotations
@@ -157,6 +164,24 @@ def run_gp(split: Any, n_sub: int, seed: int) -> dict[str, float]:
             "n_train": int(len(sub))}
 
 
+def binning_floor(ds: str) -> float | None:
+    """RMS spread of the target inside one bin cell over all entries (train and test of
+    fold 0): no model of the bin indexes can predict an entry better than its cell mean,
+    so this is a floor on the test RMSE of the discrete baselines (and of the functional
+    models on bin-centre coordinates)."""
+    try:
+        s = load_funbat(ds, 0)
+    except Exception:  # noqa: BLE001
+        return None
+    idx = np.concatenate([s.indices_train, s.indices_test])
+    y = np.concatenate([s.y_train, s.y_test])
+    _, inv, cnt = np.unique(idx, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    m = np.bincount(inv, y) / cnt
+    dof = int(np.sum(cnt - 1))
+    return float(np.sqrt(np.sum((y - m[inv]) ** 2) / dof)) if dof else None
+
+
 def latent_correlation(model: Any) -> list[float]:
     """Correlation of the best linear combination of each mode's latent functions with
     the true trajectory (sign and scale free; for rank 1 it is |corr|)."""
@@ -209,17 +234,97 @@ def memory_scaling() -> dict[str, Any]:
     return out
 
 
-def timing_beijing(epochs: int) -> dict[str, float]:
+def timing_beijing(epochs: int, repeats: int = 3) -> dict[str, Any]:
+    """Median wall / CPU seconds of ``repeats`` fits of ``epochs`` epochs (tol = 0)."""
     split = load_funbat("beijing_pm25", 0)
-    with Clock() as c:
-        m = FunctionalTucker(3, n_epochs=epochs, tol=0.0, generator=0).fit(
-            split.coords_train, split.y_train)
-    return {"epochs": m.n_epochs_, "wall_seconds": c.wall, "cpu_seconds": c.cpu}
+    walls, cpus = [], []
+    for _ in range(repeats):
+        with Clock() as c:
+            m = FunctionalTucker(3, n_epochs=epochs, tol=0.0, generator=0).fit(
+                split.coords_train, split.y_train)
+        walls.append(c.wall)
+        cpus.append(c.cpu)
+    return {"epochs": m.n_epochs_, "wall_seconds": float(np.median(walls)),
+            "cpu_seconds": float(np.median(cpus)), "repeats": repeats,
+            "wall_all": walls, "cpu_all": cpus}
 
 
 def _agg(vals: list[float]) -> tuple[float, float]:
     a = np.asarray(vals, dtype=float)
     return float(a.mean()), float(a.std()) if len(a) > 1 else 0.0
+
+
+ROWS = ROOT / "benchmarks" / "results" / "funbat_rows.jsonl"
+METHODS = ("funbat", "funbat_cp", "cp_complete", "tucker_complete", "tensorly_parafac",
+           "tensorly_tucker", "gp")
+_LABEL = {"funbat": "FunBaT", "funbat_cp": "FunBaT-CP",
+          "cp_complete": "rankfold cp_complete", "tucker_complete": "rankfold tucker_complete",
+          "tensorly_parafac": "TensorLy masked parafac",
+          "tensorly_tucker": "TensorLy masked tucker", "gp": "sklearn GP (Matern-3/2)"}
+
+
+def _load_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a killed run
+                continue
+    return rows
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    """Checkpoint one finished (dataset, fold, method, rank): one O_APPEND write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(row, default=float) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["dataset"], row["fold"], row["method"], row["rank"] or 0)
+
+
+def _tasks(datasets: list[str], folds: list[int], ranks: list[int],
+           methods: list[str]) -> list[tuple[str, int, str, int | None]]:
+    """All (dataset, fold, method, rank) runs, cheapest ranks first, so that an
+    interrupted run still holds complete low-rank tables."""
+    out = []
+    for i, r in enumerate(ranks):
+        for ds in datasets:
+            ds_folds = [0] if ds == "synthetic" else folds
+            for fold in ds_folds:
+                for m in methods:
+                    if m == "gp":
+                        if i == 0:
+                            out.append((ds, fold, m, None))
+                        continue
+                    if ds == "synthetic" and i == 0 and m in ("funbat", "funbat_cp"):
+                        out.append((ds, fold, m, 1))
+                    out.append((ds, fold, m, r))
+    return out
+
+
+def run_task(ds: str, fold: int, method: str, rank: int | None, split: Any, epochs: int,
+             n_gp: int, l2_grid: tuple[float, ...]) -> dict[str, Any] | None:
+    if method in ("funbat", "funbat_cp"):
+        cls = FunctionalTucker if method == "funbat" else FunctionalCP
+        res, model = run_functional(cls, split, rank, epochs, fold)
+        if ds == "synthetic":
+            res["latent_correlation"] = latent_correlation(model)
+        return res
+    if method in ("cp_complete", "tucker_complete"):
+        return run_rankfold_discrete(method.split("_")[0], split, rank, fold, l2_grid)
+    if method.startswith("tensorly_"):
+        return run_tensorly(method.split("_")[1], split, rank, fold)
+    return run_gp(split, n_gp, fold)
 
 
 def main() -> int:
@@ -228,18 +333,29 @@ def main() -> int:
     ap.add_argument("--folds", default=None)
     ap.add_argument("--ranks", default=None)
     ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="subset of " + ",".join(METHODS))
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--gp-subsample", type=int, default=None)
+    ap.add_argument("--l2-grid", default="0.1,1,10",
+                    help="ridge penalties tried for the rankfold discrete baselines")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the baselines")
+    ap.add_argument("--rows", default=None,
+                    help="checkpoint file (JSON lines, one per finished run; runs already "
+                         "in it are skipped)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only aggregate the checkpoint file into the JSON and markdown")
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-tensorly", action="store_true")
     ap.add_argument("--scaling-only", action="store_true",
                     help="only the timing and memory goals (to results/funbat_scaling.json)")
+    ap.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
     args = ap.parse_args()
     if args.scaling_only:
         scaling = {"command": "python benchmarks/funbat.py " + " ".join(sys.argv[1:])}
         print("timing: 100 epochs on Beijing (full), rank 3 ...", file=sys.stderr, flush=True)
-        scaling["beijing_100_epochs_rank3"] = timing_beijing(100)
+        scaling["beijing_100_epochs_rank3"] = timing_beijing(100, args.repeats)
         print("memory: 1x and 10x replicated Beijing ...", file=sys.stderr, flush=True)
         scaling["memory_scaling"] = memory_scaling()
         atomic_write_text(SCALING, json.dumps(scaling, indent=2))
@@ -248,66 +364,63 @@ def main() -> int:
     folds = [int(f) for f in (args.folds or ("0,1" if args.quick else "0,1,2,3,4")).split(",")]
     ranks = [int(r) for r in (args.ranks or ("2,3" if args.quick else "2,3,5,7")).split(",")]
     epochs = args.epochs or (50 if args.quick else 100)
-    n_gp = args.gp_subsample or (1000 if args.quick else 2000)
+    n_gp = args.gp_subsample or 1000
+    l2_grid = tuple(float(v) for v in args.l2_grid.split(","))
     datasets = [d for d in args.datasets.split(",") if d]
-    torch.set_num_threads(2)
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        ap.error(f"unknown methods {bad}; choose from {METHODS}")
+    if args.no_tensorly:
+        methods = [m for m in methods if not m.startswith("tensorly_")]
+    rows_path = Path(args.rows) if args.rows else (
+        ROWS.with_name("funbat_rows_quick.jsonl") if args.quick else ROWS)
+    torch.set_num_threads(args.threads)
     cmd = "python benchmarks/funbat.py " + " ".join(sys.argv[1:])
-    rows: list[dict[str, Any]] = []
-    latent: dict[str, list[float]] = {}
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    for ds in datasets:
-        ds_folds = [0] if ds == "synthetic" else folds
-        for fold in ds_folds:
-            split = load_funbat(ds, fold)
-            ds_ranks = [1] + ranks if ds == "synthetic" else ranks
-            for name, cls in (("FunBaT", FunctionalTucker), ("FunBaT-CP", FunctionalCP)):
-                for r in ds_ranks:
-                    res, model = run_functional(cls, split, r, epochs, fold)
-                    rows.append({"dataset": ds, "fold": fold, "method": name, "rank": r, **res})
-                    log(f"{ds} fold {fold} {name} R={r}: rmse {res['rmse']:.4f} "
-                        f"({res['seconds']:.1f} s)")
-                    if ds == "synthetic":
-                        latent[f"{name} R={r}"] = latent_correlation(model)
-            for kind in ("cp", "tucker"):
-                for r in ranks:
-                    res = run_rankfold_discrete(kind, split, r, fold, (0.1, 1.0))
-                    if res is not None:
-                        rows.append({"dataset": ds, "fold": fold,
-                                     "method": f"rankfold {kind}_complete", "rank": r, **res})
-                        log(f"{ds} fold {fold} {kind}_complete R={r}: rmse {res['rmse']:.4f}")
-            if not args.no_tensorly:
-                for kind in ("parafac", "tucker"):
-                    for r in ranks:
-                        res = run_tensorly(kind, split, r, fold)
-                        if res is not None:
-                            rows.append({"dataset": ds, "fold": fold,
-                                         "method": f"TensorLy masked {kind}", "rank": r,
-                                         **res})
-                            log(f"{ds} fold {fold} tensorly {kind} R={r}: "
-                                f"rmse {res['rmse']:.4f}")
-            res = run_gp(split, n_gp, fold)
-            rows.append({"dataset": ds, "fold": fold, "method": "sklearn GP (Matern-3/2)",
-                         "rank": None, **res})
-            log(f"{ds} fold {fold} GP: rmse {res['rmse']:.4f}")
-            partial_meta = {"command": cmd, "folds": folds, "ranks": ranks, "epochs": epochs,
-                            "gp_subsample": n_gp, "dtype": "float64", "threads": 2,
-                            "machine": "2 cores, shared with other jobs",
-                            "python": platform.python_version(), "torch": torch.__version__}
-            finish(rows, latent, partial_meta, datasets, args, final=False)
-
-    meta = {"command": cmd, "folds": folds, "ranks": ranks, "epochs": epochs,
-            "gp_subsample": n_gp, "dtype": "float64", "threads": 2,
-            "machine": "2 cores, shared with other jobs", "python": platform.python_version(),
-            "torch": torch.__version__, "complete": False}
-    finish(rows, latent, meta, datasets, args, final=True)
+    config = {"epochs": epochs, "gp_subsample": n_gp, "l2_grid": list(l2_grid)}
+    meta = {"command": cmd, "folds": folds, "ranks": ranks, **config, "dtype": "float64",
+            "threads": args.threads, "machine": "2 cores, shared with other jobs",
+            "python": platform.python_version(), "torch": torch.__version__}
+    if not args.render_only:
+        done = {_key(r) for r in _load_rows(rows_path) if r.get("config") == config}
+        splits: dict[tuple[str, int], Any] = {}
+        for ds, fold, method, rank in _tasks(datasets, folds, ranks, methods):
+            label = _LABEL[method]
+            if (ds, fold, label, rank or 0) in done:
+                continue
+            # another process sharing the file may have done it meanwhile
+            done = {_key(r) for r in _load_rows(rows_path) if r.get("config") == config}
+            if (ds, fold, label, rank or 0) in done:
+                continue
+            if (ds, fold) not in splits:
+                splits[(ds, fold)] = load_funbat(ds, fold)
+            res = run_task(ds, fold, method, rank, splits[(ds, fold)], epochs, n_gp, l2_grid)
+            if res is None:
+                continue
+            row = {"dataset": ds, "fold": fold, "method": label, "rank": rank, **res,
+                   "config": config}
+            _append_row(rows_path, row)
+            log(f"{ds} fold {fold} {label} R={rank}: rmse {res['rmse']:.4f} "
+                f"({res['seconds']:.1f} s, {res['cpu_seconds']:.1f} s CPU)")
+    rows = [r for r in _load_rows(rows_path) if r.get("config") == config
+            and r["dataset"] in datasets and r["fold"] in folds
+            and (r["rank"] in ranks or r["rank"] in (None, 1))]
+    n_expected = len(_tasks(datasets, folds, ranks, methods))
+    latent = {f"{r['method']} R={r['rank']}": r["latent_correlation"] for r in rows
+              if "latent_correlation" in r}
+    meta["runs"] = len(rows)
+    finish(rows, latent, meta, datasets, args, final=len(rows) >= n_expected,
+           quick=args.quick)
     return 0
 
 
 def finish(rows: list[dict[str, Any]], latent: dict[str, list[float]], meta: dict[str, Any],
-           datasets: list[str], args: argparse.Namespace, final: bool) -> None:
+           datasets: list[str], args: argparse.Namespace, final: bool,
+           quick: bool = False) -> None:
     """Aggregate, check the goals and write the JSON and markdown (also for partial runs,
     so an interrupted benchmark leaves its finished datasets on disk)."""
     def log(msg: str) -> None:
@@ -337,14 +450,30 @@ def finish(rows: list[dict[str, Any]], latent: dict[str, list[float]], meta: dic
         if fun and disc:
             bf = min(fun, key=lambda t: t["rmse_mean"])
             bd = min(disc, key=lambda t: t["rmse_mean"])
+            funcp = [t for t in table if t["dataset"] == ds and t["method"] == "FunBaT-CP"]
+            per_rank = {}
+            for t in fun + funcp:
+                same = [d for d in disc if d["rank"] == t["rank"]]
+                if same:
+                    b = min(same, key=lambda d: d["rmse_mean"])
+                    per_rank[f"{t['method']} R={t['rank']}"] = {
+                        "rmse": t["rmse_mean"], "discrete": b["method"],
+                        "discrete_rmse": b["rmse_mean"],
+                        "rmse_improvement": 1.0 - t["rmse_mean"] / b["rmse_mean"]}
             goals[ds] = {"funbat_best": bf, "discrete_best": bd,
-                         "rmse_improvement": 1.0 - bf["rmse_mean"] / bd["rmse_mean"]}
+                         "rmse_improvement": 1.0 - bf["rmse_mean"] / bd["rmse_mean"],
+                         "mae_improvement": 1.0 - bf["mae_mean"] / bd["mae_mean"],
+                         "per_rank": per_rank, "binning_floor": binning_floor(ds)}
+            if funcp:
+                bc = min(funcp, key=lambda t: t["rmse_mean"])
+                goals[ds]["funbat_cp_best"] = bc
+                goals[ds]["cp_rmse_improvement"] = 1.0 - bc["rmse_mean"] / bd["rmse_mean"]
     if latent:
         goals["synthetic_latent_correlation"] = latent
-    if final and not args.no_timing:
+    if final and not args.no_timing and not SCALING.exists():
         log("timing: 100 epochs on Beijing (full), rank 3 ...")
-        goals["beijing_100_epochs_rank3"] = timing_beijing(100)
-    if final and not args.no_memory:
+        goals["beijing_100_epochs_rank3"] = timing_beijing(100, args.repeats)
+    if final and not args.no_memory and not SCALING.exists():
         log("memory: 1x and 10x replicated Beijing ...")
         goals["memory_scaling"] = memory_scaling()
 
@@ -356,12 +485,16 @@ def finish(rows: list[dict[str, Any]], latent: dict[str, list[float]], meta: dic
                     "beijing") else sc[key]
     meta = dict(meta, complete=final)
     out = {"meta": meta, "table": table, "goals": goals, "rows": rows}
+    md = render_markdown(meta, table, goals, datasets)
+    if quick:  # a quick run never replaces the recorded full-size results
+        atomic_write_text(ROOT / "benchmarks" / "results" / "funbat_quick.json",
+                          json.dumps(out, indent=2, default=float))
+        print(md)
+        return
     res_path = ROOT / "benchmarks" / "results" / "funbat.json"
     atomic_write_text(res_path, json.dumps(out, indent=2, default=float))
-    md = render_markdown(meta, table, goals, datasets)
     atomic_write_text(ROOT / "docs" / "benchmarks" / "funbat.md", md)
-    if final:
-        print(md)
+    print(md)
 
 
 def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
@@ -369,12 +502,15 @@ def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
     lines = ["# FunBaT: continuous-indexed tensors", "",
              f"Command: `{meta['command']}` (float64, threads = {meta['threads']}, "
              f"machine shared with other jobs). Folds {meta['folds']}, ranks "
-             f"{meta['ranks']}, {meta['epochs']} epochs; GP on a {meta['gp_subsample']}-point "
-             "training subsample. Discrete baselines see the bin indexes and are given the "
-             "better of two ridge penalties (0.1, 1) on the test set (optimistic for them); "
-             "TensorLy runs only where the dense tensor has at most 5M cells. Test RMSE / "
-             "MAE: mean +- std over folds; time: median seconds per fit (wall clock on a "
-             "heavily loaded machine: compare within a table only).", ""]
+             f"{meta['ranks']}, at most {meta['epochs']} epochs; GP on a "
+             f"{meta['gp_subsample']}-point training subsample. Discrete baselines see the "
+             "bin indexes; the rankfold ones are given the best of the ridge penalties "
+             f"{tuple(meta['l2_grid'])} on the test set (optimistic for them), TensorLy "
+             "(no penalty) runs only where the dense tensor has at most 5M cells. Test "
+             "RMSE / MAE: mean +- std over folds; time: median seconds per fit (wall clock, "
+             "niced, on a machine shared with other jobs: compare within a table only). "
+             "Every finished run is checkpointed in "
+             "`benchmarks/results/funbat_rows.jsonl`; rerunning the command skips them.", ""]
     if not meta.get("complete"):
         lines += ["Partial run: the tables hold the datasets finished so far.", ""]
     for ds in datasets:
@@ -392,10 +528,26 @@ def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
     for ds, g in goals.items():
         if isinstance(g, dict) and "rmse_improvement" in g:
             bf, bd = g["funbat_best"], g["discrete_best"]
-            lines.append(f"- {LABELS.get(ds, ds)}: FunBaT (rank {bf['rank']}) RMSE "
-                         f"{bf['rmse_mean']:.4f} vs best discrete ({bd['method']}, rank "
-                         f"{bd['rank']}) {bd['rmse_mean']:.4f}: "
-                         f"{100 * g['rmse_improvement']:.1f}% lower (goal >= 10%).")
+            line = (f"- {LABELS.get(ds, ds)}: FunBaT (rank {bf['rank']}) RMSE "
+                    f"{bf['rmse_mean']:.4f} vs best discrete ({bd['method']}, rank "
+                    f"{bd['rank']}) {bd['rmse_mean']:.4f}: "
+                    f"{100 * g['rmse_improvement']:.1f}% lower (goal >= 10%); MAE "
+                    f"{bf['mae_mean']:.4f} vs {bd['mae_mean']:.4f} "
+                    f"({100 * g['mae_improvement']:.1f}% lower).")
+            if "funbat_cp_best" in g:
+                bc = g["funbat_cp_best"]
+                line += (f" FunBaT-CP (rank {bc['rank']}) {bc['rmse_mean']:.4f}: "
+                         f"{100 * g['cp_rmse_improvement']:.1f}% lower.")
+            fl = g.get("binning_floor")
+            if fl is not None:
+                line += (f" Spread of the target inside one bin cell (all data, RMS): "
+                         f"{fl:.4f}, a floor for any model of these bin indexes.")
+            lines.append(line)
+            pr = g.get("per_rank", {})
+            if pr:
+                lines.append("  At equal rank (vs the best discrete baseline of that rank): "
+                             + "; ".join(f"{k} {100 * v['rmse_improvement']:.1f}%"
+                                         for k, v in pr.items()) + ".")
     if "synthetic_latent_correlation" in goals:
         parts = [f"{k}: {min(v):.3f}" for k, v in goals["synthetic_latent_correlation"].items()]
         lines.append("- Synthetic: smallest per-mode correlation of the learned latent "
