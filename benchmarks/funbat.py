@@ -406,9 +406,12 @@ def main() -> int:
             _append_row(rows_path, row)
             log(f"{ds} fold {fold} {label} R={rank}: rmse {res['rmse']:.4f} "
                 f"({res['seconds']:.1f} s, {res['cpu_seconds']:.1f} s CPU)")
-    rows = [r for r in _load_rows(rows_path) if r.get("config") == config
-            and r["dataset"] in datasets and r["fold"] in folds
-            and (r["rank"] in ranks or r["rank"] in (None, 1))]
+    rows, seen = [], set()
+    for r in _load_rows(rows_path):  # first record of each run (processes may overlap)
+        if (r.get("config") == config and r["dataset"] in datasets and r["fold"] in folds
+                and (r["rank"] in ranks or r["rank"] in (None, 1)) and _key(r) not in seen):
+            seen.add(_key(r))
+            rows.append(r)
     n_expected = len(_tasks(datasets, folds, ranks, methods))
     latent = {f"{r['method']} R={r['rank']}": r["latent_correlation"] for r in rows
               if "latent_correlation" in r}
@@ -468,6 +471,17 @@ def finish(rows: list[dict[str, Any]], latent: dict[str, list[float]], meta: dic
                 bc = min(funcp, key=lambda t: t["rmse_mean"])
                 goals[ds]["funbat_cp_best"] = bc
                 goals[ds]["cp_rmse_improvement"] = 1.0 - bc["rmse_mean"] / bd["rmse_mean"]
+    full, coarse = goals.get("beijing_pm25"), goals.get("beijing_pm25_50x50x150")
+    if full and coarse:
+        # the paper's protocol: functional models on the coordinates, discrete ones on a
+        # coarse binning; the two files are different random 80/20 splits of the same
+        # entries, so this compares fold means, not the same test entries
+        bf = full["funbat_best"]
+        bd = min((full["discrete_best"], coarse["discrete_best"]),
+                 key=lambda t: t["rmse_mean"])
+        goals["pm25_cross_resolution"] = {
+            "funbat_best": bf, "discrete_best": bd,
+            "rmse_improvement": 1.0 - bf["rmse_mean"] / bd["rmse_mean"]}
     if latent:
         goals["synthetic_latent_correlation"] = latent
     if final and not args.no_timing and not SCALING.exists():
@@ -526,7 +540,7 @@ def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
         lines.append("")
     lines += ["## Goals", ""]
     for ds, g in goals.items():
-        if isinstance(g, dict) and "rmse_improvement" in g:
+        if isinstance(g, dict) and "per_rank" in g:
             bf, bd = g["funbat_best"], g["discrete_best"]
             line = (f"- {LABELS.get(ds, ds)}: FunBaT (rank {bf['rank']}) RMSE "
                     f"{bf['rmse_mean']:.4f} vs best discrete ({bd['method']}, rank "
@@ -548,6 +562,16 @@ def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
                 lines.append("  At equal rank (vs the best discrete baseline of that rank): "
                              + "; ".join(f"{k} {100 * v['rmse_improvement']:.1f}%"
                                          for k, v in pr.items()) + ".")
+    if "pm25_cross_resolution" in goals:
+        g = goals["pm25_cross_resolution"]
+        bf, bd = g["funbat_best"], g["discrete_best"]
+        lines.append(f"- PM2.5, FunBaT on the full-resolution coordinates (rank {bf['rank']}) "
+                     f"{bf['rmse_mean']:.4f} vs the best discrete baseline at either "
+                     f"resolution ({bd['method']}, rank {bd['rank']}, "
+                     f"{LABELS.get(bd['dataset'], bd['dataset'])}) {bd['rmse_mean']:.4f}: "
+                     f"{100 * g['rmse_improvement']:.1f}% lower (the paper's protocol: "
+                     "discrete methods on binned indexes; the two files are different "
+                     "random splits of the same entries, so this compares fold means).")
     if "synthetic_latent_correlation" in goals:
         parts = [f"{k}: {min(v):.3f}" for k, v in goals["synthetic_latent_correlation"].items()]
         lines.append("- Synthetic: smallest per-mode correlation of the learned latent "
