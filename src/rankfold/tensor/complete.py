@@ -17,6 +17,7 @@ to low-n-rank tensor completion. Multidimensional Systems and Signal Processing 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from ._rowsolve import accumulate_normal, nonneg_rows, serial, small_work_serial
 __all__ = ["cp_complete", "tucker_complete", "CompletionResult"]
 
 _CHUNK = 1 << 16
+_PROBE_SWEEPS = 5
+"""Sweeps each spectral CP start runs before the best training fit is kept."""
 
 
 class CompletionResult(NamedTuple):
@@ -109,16 +112,20 @@ def _cp_z(idx: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torc
 
 def cp_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                   weights: torch.Tensor, factors: list[torch.Tensor], *, n_iter_max: int,
-                  tol: float, l2_reg: float, nonneg: bool, func: str
+                  tol: float, l2_reg: float, nonneg: bool, func: str,
+                  history: list[float] | None = None
                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[float], int, bool]:
-    """Row-wise exact ALS for CP on observed entries; factors normalized, weights apart."""
+    """Row-wise exact ALS for CP on observed entries; factors normalized, weights apart.
+
+    ``history`` continues an earlier run (its sweeps count towards ``n_iter_max``).
+    """
     K = len(shape)
     ynorm = float(torch.linalg.vector_norm(y))
     ynorm = ynorm if ynorm > 0 else 1.0
-    history: list[float] = []
+    history = [] if history is None else list(history)
     converged = False
-    it = 0
-    for it in range(1, n_iter_max + 1):
+    it = len(history)
+    for it in range(len(history) + 1, n_iter_max + 1):
         resid = None
         for n in range(K):
             Z = _cp_z(idx, factors, n)
@@ -142,11 +149,15 @@ def cp_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
     return weights, factors, history, it, converged
 
 
-def sparse_mode_gram(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
-                     mode: int) -> torch.Tensor:
-    """Off-diagonal part of ``M M^T`` for the mode-``mode`` unfolding of the zero-filled
-    sparse tensor, shape (I, I) (diagonal deletion: Cai, Li, Poor & Chen 2021, Subspace
-    estimation from unbalanced and incomplete data matrices, Ann. Statist. 49(2))."""
+_DENSE_EIG_MAX = 4096
+"""Modes up to this size use a dense ``I x I`` eigendecomposition in the spectral start;
+larger modes use Lanczos (``scipy.sparse.linalg.eigsh``) on the Gram operator."""
+
+
+def _sparse_unfolding(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
+                      mode: int) -> Any:
+    """Mode-``mode`` unfolding of the zero-filled sparse tensor as a scipy CSR matrix
+    (only the columns that hold an observed entry)."""
     import scipy.sparse as sp
 
     ind = idx.detach().cpu().numpy()
@@ -159,27 +170,187 @@ def sparse_mode_gram(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
     else:  # pragma: no cover - astronomically large tensors
         _, col = np.unique(ind[:, others], axis=0, return_inverse=True)
     col = col.reshape(-1)
-    M = sp.csr_array((vals, (ind[:, mode], col)), shape=(int(shape[mode]), int(col.max()) + 1))
-    G = (M @ M.T).toarray()
-    # Diagonal deletion: with sparse sampling the diagonal of M M^T is dominated by the
-    # sampling noise (each row's own squared entries), not by the shared column space.
-    np.fill_diagonal(G, 0.0)
-    return torch.from_numpy(G).to(dtype=y.dtype, device=y.device)
+    return sp.csr_array((vals, (ind[:, mode], col)), shape=(int(shape[mode]), int(col.max()) + 1))
+
+
+def _top_offdiag_eigvecs(M: Any, r: int, gen: torch.Generator | None, like: torch.Tensor
+                         ) -> torch.Tensor:
+    """Leading ``r`` eigenvectors of ``M M^T`` with its diagonal deleted.
+
+    ``M`` is a scipy sparse matrix or a dense torch tensor with ``I`` rows. With sparse
+    sampling the diagonal of ``M M^T`` is dominated by each row's own squared entries (the
+    sampling noise), not by the shared column space; deleting it makes the off-diagonal
+    Gram an unbiased estimate of the full tensor's (up to the sampling rate squared)
+    (Montanari & Sun 2018; Cai, Li, Poor & Chen 2021, Ann. Statist. 49(2)).
+    """
+    I = M.shape[0]
+    sparse = not isinstance(M, torch.Tensor)
+    # a thin dense M (I x P, P << I): Lanczos costs O(I P) per product instead of the
+    # O(I^2 P + I^3) of forming and diagonalizing the I x I Gram
+    thin = not sparse and I > 512 and 4 * M.shape[1] < I
+    if (I <= _DENSE_EIG_MAX and not thin) or r >= I - 1:
+        if sparse:
+            G = torch.from_numpy((M @ M.T).toarray()).to(dtype=like.dtype, device=like.device)
+        else:
+            G = M @ M.T
+        G.diagonal().zero_()
+        with serial():
+            _, V = torch.linalg.eigh(G)
+        return V.flip(-1)[:, :r].contiguous()
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    Mn = M if sparse else M.detach().cpu().double().numpy()
+    d = np.asarray((Mn.multiply(Mn)).sum(axis=1)).reshape(-1) if sparse else (Mn ** 2).sum(1)
+
+    def mv(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v).reshape(-1)
+        return Mn @ (Mn.T @ v) - d * v
+
+    v0 = torch.randn(I, generator=gen, dtype=torch.float64).numpy() if gen is not None \
+        else np.ones(I)
+    op = LinearOperator((I, I), matvec=mv, dtype=np.float64)
+    w, V = eigsh(op, k=r, which="LA", v0=v0)
+    V = V[:, np.argsort(w)[::-1]]
+    return torch.from_numpy(np.ascontiguousarray(V)).to(dtype=like.dtype, device=like.device)
+
+
+def _project_others(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Tensor],
+                    mode: int, n_rows: int) -> torch.Tensor:
+    """Zero-filled sparse tensor contracted with the other modes' factors, unfolded:
+    ``Y x_{k != mode} U_k^T`` as an ``(I_mode, prod_{k != mode} R_k)`` matrix, in chunks
+    (O(nnz prod R) time, O(I prod R) memory)."""
+    others = [k for k in range(len(factors)) if k != mode]
+    P = math.prod(factors[k].shape[1] for k in others)
+    out = torch.zeros(n_rows, P, dtype=y.dtype, device=y.device)
+    chunk = max(256, (1 << 22) // max(1, P))
+    with serial() if y.device.type == "cpu" else contextlib.nullcontext():
+        for s in range(0, idx.shape[0], chunk):
+            ch = idx[s:s + chunk]
+            W = _kron_rows([factors[k][ch[:, k]] for k in others]) * y[s:s + chunk, None]
+            out.index_add_(0, ch[:, mode], W)
+    return out
+
+
+def _max_sin(U: torch.Tensor, V: torch.Tensor) -> float:
+    """Largest principal-angle sine between the column spaces of orthonormal U and V."""
+    with serial():
+        s = torch.linalg.svdvals(U.T @ V)
+    return math.sqrt(max(0.0, 1.0 - float(s.min()) ** 2))
+
+
+def first_spectral(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
+                   ranks: Sequence[int], gen: torch.Generator | None = None
+                   ) -> list[torch.Tensor]:
+    """Leading eigenvectors of each diagonal-deleted unfolding Gram (ranks capped)."""
+    return [_top_offdiag_eigvecs(_sparse_unfolding(idx, y, shape, k), min(int(r), int(s)),
+                                 gen, y) for k, (r, s) in enumerate(zip(ranks, shape, strict=True))]
+
+
+def spectral_subspaces(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
+                       ranks: Sequence[int], gen: torch.Generator | None = None, *,
+                       n_power: int = 10, power_tol: float = 1e-2,
+                       first: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Orthonormal estimates of the factor subspaces of a sparsely observed tensor.
+
+    1. For each mode, the leading eigenvectors of the diagonal-deleted Gram matrix of the
+       zero-filled unfolding (unbiased under uniform sampling, where the plain SVD of the
+       zero-filled tensor is dominated by the sampling noise once fewer than about
+       ``sqrt(prod I)`` entries are observed per row).
+    2. Power iterations (HOOI on the zero-filled tensor): ``U_k`` <- the leading
+       eigenvectors of the diagonal-deleted Gram of ``Y x_{j != k} U_j^T``, until no
+       subspace moves by more than ``power_tol`` (sine of the largest principal angle) or
+       ``n_power`` sweeps. Projecting on the other modes' subspaces removes most of the
+       noise: on a planted 1000^3 rank-10 tensor from 1M entries the largest principal
+       angle sine went from 0.67-0.999 (step 1) to 0.16 after 2 sweeps (Xia, Yuan & Zhang
+       2021, Ann. Statist. 49(1), use the same power iteration with sample splitting).
+
+    Ranks larger than a mode's size are capped at the size. ``first``: step 1's
+    eigenvectors, computed earlier (at least as many columns as the ranks).
+    """
+    rk = [min(int(r), int(s)) for r, s in zip(ranks, shape, strict=True)]
+    if first is None:
+        first = first_spectral(idx, y, shape, rk, gen)
+    U = [f[:, :r].contiguous() for f, r in zip(first, rk, strict=True)]
+    if len(shape) < 2:  # pragma: no cover - validated earlier
+        return U
+    for _ in range(n_power):
+        moved = 0.0
+        for k, r in enumerate(rk):
+            new = _top_offdiag_eigvecs(_project_others(idx, y, U, k, int(shape[k])), r, gen, y)
+            moved = max(moved, _max_sin(U[k], new))
+            U[k] = new
+        if moved < power_tol:
+            break
+    return U
+
+
+def _projected_core(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
+                    U: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Core estimate ``(prod I / nnz) Y x_k U_k^T`` (unbiased under uniform sampling)."""
+    M = _project_others(idx, y, U, 0, int(shape[0]))
+    scale = math.prod(int(s) for s in shape) / idx.shape[0]
+    core = (U[0].T @ M) * scale
+    return core.reshape([u.shape[1] for u in U])
+
+
+def _cp_from_subspaces(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int], rank: int,
+                       U: Sequence[torch.Tensor], gen: torch.Generator, restarts: int
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    from .cp import cp as dense_cp
+
+    core = _projected_core(idx, y, shape, U)
+    best = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for s in range(restarts + 1):
+            try:
+                res = dense_cp(core, rank, init="svd" if s == 0 else "random",
+                               n_iter_max=300, tol=1e-10, generator=gen)
+            except ConvergenceError:  # pragma: no cover - degenerate core
+                continue
+            if best is None or res.history[-1] > best.history[-1]:
+                best = res
+    if best is None:  # pragma: no cover - degenerate core
+        raise ConvergenceError("cp_complete: the spectral start failed on a degenerate core; "
+                               "try init='random'.")
+    fs = [u @ c for u, c in zip(U, best.cp._f, strict=True)]
+    n = CPTensor._from_torch(best.cp._w, fs).normalize()
+    return n._w, n._f
+
+
+def spectral_cp_starts(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int], rank: int,
+                       gen: torch.Generator, restarts: int = 4
+                       ) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """CP starts from spectral subspaces (compression before CP: Carroll, Pruzansky &
+    Kruskal 1980; Bro & Andersson 1998).
+
+    For subspace dimensions ``R`` and ``R + min(R, 10)`` (capped at each mode's size; the
+    second only when it differs): estimate the subspaces (:func:`spectral_subspaces`) and
+    the small core ``G`` in them, fit a rank-``rank`` CP to ``G`` (dense ALS from an SVD
+    start plus ``restarts`` random starts, the best fit kept) and map its factors back,
+    ``A_k = U_k C_k``. The oversampled subspaces still contain a weak component that the
+    rank-``R`` estimate can miss at high sparsity; neither start wins every time, so
+    :func:`cp_complete` probes both.
+    """
+    dims = []
+    for r in (rank, rank + min(rank, 10)):
+        d = [min(r, int(s)) for s in shape]
+        if d not in dims:
+            dims.append(d)
+    first = first_spectral(idx, y, shape, dims[-1], gen)
+    return [_cp_from_subspaces(idx, y, shape, rank,
+                               spectral_subspaces(idx, y, shape, d, gen, first=first),
+                               gen, restarts) for d in dims]
 
 
 def sparse_hosvd_factors(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                          ranks: Sequence[int], gen: torch.Generator | None = None
                          ) -> list[torch.Tensor]:
-    """Leading left singular vectors of each unfolding of the zero-filled tensor.
-
-    Columns beyond ``I_k`` (CP ranks larger than a dimension) are random unit vectors.
-    """
+    """Spectral subspaces; columns beyond ``I_k`` (ranks larger than a dimension) are
+    random unit vectors."""
+    U = spectral_subspaces(idx, y, shape, ranks, gen)
     out = []
-    for k, (s, r) in enumerate(zip(shape, ranks, strict=True)):
-        G = sparse_mode_gram(idx, y, shape, k)
-        with serial():
-            _, V = torch.linalg.eigh(G)
-        V = V.flip(-1)[:, :min(r, s)]
+    for V, s, r in zip(U, shape, ranks, strict=True):
         if r > s:
             extra = torch.randn(s, r - s, generator=gen, dtype=y.dtype, device=y.device)
             V = torch.cat([V, extra / torch.linalg.vector_norm(extra, dim=0)], 1)
@@ -249,13 +420,18 @@ def cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: int, *,
     nonneg : bool, default False
         Non-negative factors (exact coordinate descent per row).
     init : {"svd", "random"} or CPTensor, default "svd"
-        "svd": leading left singular vectors of each unfolding of the zero-filled tensor
-        (sparse Gram matrices, diagonal deleted; deterministic). "random": Gaussian
-        factors scaled to the data (from ``generator``). Neither start is best everywhere:
-        at high sparsity the "svd" start was seen to stall (planted 200^3 rank 10 at 2.5%
-        density: training fit stuck at 0.72, while a random start reached the noise level
-        in ~12 sweeps), and random starts can stall on small problems; try both (or
-        several generators) when the training fit stays low.
+        "svd": spectral start. Factor subspaces from the diagonal-deleted Gram matrices
+        of the zero-filled unfoldings, refined by power iterations (HOOI on the
+        zero-filled tensor, diagonal deleted); a small core estimated in them is CP
+        decomposed and mapped back (:func:`spectral_cp_starts`). Two such starts
+        (subspaces of dimension R and R + min(R, 10)) run 5 sweeps each and the one with
+        the better training fit continues. "random": Gaussian factors scaled to the data
+        (from ``generator``); cheaper but it can stall in a local minimum at high
+        sparsity. On planted tensors the spectral start reached the noise level from
+        1M entries of a 1000^3 rank-10 tensor (0.1% density) and from 5% of a 60^3
+        rank-10 tensor, where taking the unfoldings' singular vectors directly as CP
+        factors stalled. Below about ``R * I^1.5`` observed entries (for ``I^3`` tensors)
+        no start is reliable.
     generator : int, torch.Generator, numpy Generator or None
         Randomness of the random initialization.
 
@@ -295,16 +471,26 @@ def _cp_complete(indices: Any, values: Any, shape: Sequence[int], rank: Any, *,
     gen = check_generator(generator, y.device, func=func)
     if isinstance(init, CPTensor):
         n = init.to(dtype=y.dtype, device=y.device).normalize()
-        w, fs = n._w.clone(), [f.clone() for f in n._f]
+        starts = [(n._w.clone(), [f.clone() for f in n._f])]
     elif init == "svd":
-        fs = sparse_hosvd_factors(idx, y, shp, [R] * len(shp), gen)  # type: ignore[list-item]
-        fs = [f.abs() for f in fs] if nonneg else fs
-        w = torch.ones(R, dtype=y.dtype, device=y.device)  # type: ignore[arg-type]
+        starts = spectral_cp_starts(idx, y, shp, R, gen)  # type: ignore[arg-type]
     else:
-        w, fs = _random_cp(shp, R, y, gen, nonneg)  # type: ignore[arg-type]
+        starts = [_random_cp(shp, R, y, gen, nonneg)]  # type: ignore[arg-type]
+    if nonneg and not isinstance(init, CPTensor):
+        starts = [(w0, [f.abs() for f in f0]) for w0, f0 in starts]
+    kw = dict(tol=tol, l2_reg=l2_reg, nonneg=nonneg, func=func)
     with small_work_serial(idx.shape[0] * (R + 1) ** 2 * len(shp), y.device):
-        w, fs, hist, it, conv = cp_als_sparse(idx, y, shp, w, fs, n_iter_max=n_iter_max,
-                                              tol=tol, l2_reg=l2_reg, nonneg=nonneg, func=func)
+        hist: list[float] = []
+        if len(starts) > 1:  # probe each start for a few sweeps, keep the best fit
+            probe = min(n_iter_max, _PROBE_SWEEPS)
+            runs = [cp_als_sparse(idx, y, shp, w0, f0, n_iter_max=probe, **kw)  # type: ignore[arg-type]
+                    for w0, f0 in starts]
+            w, fs, hist, it, conv = max(runs, key=lambda r: r[2][-1])
+        else:
+            w, fs = starts[0]
+        if not hist or (it < n_iter_max and not conv):
+            w, fs, hist, it, conv = cp_als_sparse(idx, y, shp, w, fs, n_iter_max=n_iter_max,
+                                                  history=hist, **kw)  # type: ignore[arg-type]
     if tol > 0 and not conv:
         warnings.warn(f"{func} stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than tol={tol}.", ConvergenceWarning, stacklevel=3)
@@ -336,6 +522,12 @@ def _kron_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
     return W
 
 
+_CORE_NORMAL_MAX = 64
+"""Cores up to this many entries are solved by normal equations (O(nnz P^2) per sweep);
+larger ones by conjugate gradients warm-started from the current core (O(nnz P) per
+iteration; each iterate lowers the objective, so the fit still never decreases)."""
+
+
 def _core_update(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Tensor],
                  core: torch.Tensor, l2_reg: float) -> torch.Tensor:
     """Least-squares core over the observed entries (normal equations or CG)."""
@@ -346,7 +538,7 @@ def _core_update(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Ten
         ch = idx[s:s + chunk]
         return _kron_rows([f[ch[:, k]] for k, f in enumerate(factors)])
 
-    if P <= 1024:
+    if P <= _CORE_NORMAL_MAX:
         A = torch.zeros(P, P, dtype=y.dtype, device=y.device)
         b = torch.zeros(P, dtype=y.dtype, device=y.device)
         for s in range(0, idx.shape[0], chunk):
@@ -438,8 +630,8 @@ def tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any,
     Alternating least squares: each factor row solves a ridge least-squares problem over
     its slice's observed entries (then the factor is re-orthonormalized, the triangular
     part moving into the core), and the core solves the least-squares problem over all
-    observed entries (normal equations when ``prod(ranks) <= 1024``, conjugate gradients
-    otherwise).
+    observed entries (normal equations when ``prod(ranks) <= 64``, conjugate gradients
+    otherwise, warm-started from the current core).
 
     Parameters
     ----------
@@ -454,8 +646,10 @@ def tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any,
     l2_reg : float, default 0
         Ridge penalty on factor rows and on the core.
     init : {"svd", "random"} or TuckerTensor, default "svd"
-        "svd": HOSVD of the zero-filled tensor (sparse Gram matrices); "random":
-        orthonormal random factors. The core is then solved by least squares.
+        "svd": spectral subspaces (diagonal-deleted Gram matrices of the zero-filled
+        unfoldings, refined by power iterations, see :func:`spectral_subspaces`), the core
+        warm-started from the zero-filled projection; "random": orthonormal random
+        factors. The core is then solved by least squares.
     generator : int, torch.Generator, numpy Generator or None
 
     Returns
@@ -500,11 +694,12 @@ def _tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any
         gen = check_generator(generator, y.device, func=func)
         if init == "svd":
             fs = sparse_hosvd_factors(idx, y, shp, rk, gen)  # type: ignore[arg-type]
+            core = _projected_core(idx, y, shp, fs)  # warm start for the least squares
         else:
             fs = [torch.linalg.qr(torch.randn(s, r, generator=gen, dtype=y.dtype,
                                               device=y.device))[0]
                   for s, r in zip(shp, rk, strict=True)]  # type: ignore[arg-type]
-        core = torch.zeros(rk, dtype=y.dtype, device=y.device)  # type: ignore[arg-type]
+            core = torch.zeros(rk, dtype=y.dtype, device=y.device)  # type: ignore[arg-type]
         core = _core_update(idx, y, fs, core, l2_reg)
     else:
         raise param_error("init", func, "one of {'svd', 'random'} or a TuckerTensor", init)
