@@ -289,14 +289,15 @@ def test_cnn_and_ctr_models() -> None:
     cnn = seeded(SmallCNN(), 4)
     imgs = [torch.randn(8, 3, 8, 8, generator=gen(i)) for i in range(2)]
     rep = compress(cnn, ratio=0.3, targets=["conv2", "fc"], method="whiten",
-                   calibration=imgs)
+                   allocation="uniform", calibration=imgs)
     assert isinstance(cnn.conv2, LowRankConv2d)
     assert torch.isfinite(cnn(imgs[0])).all() and rep.param_ratio > 0.25
 
     ctr = seeded(CTR(), 5)
     ids = [torch.randint(0, 200, (32, 4), generator=gen(i)) for i in range(3)]
     ref = ctr(ids[0])
-    rep = compress(ctr, ratio=0.3, targets=r"emb|mlp\.[024]", calibration=ids)
+    rep = compress(ctr, ratio=0.3, targets=r"emb|mlp\.[024]", calibration=ids,
+                   allocation="uniform")
     assert isinstance(ctr.emb, LowRankEmbedding)
     assert torch.isfinite(ctr(ids[0])).all()
     assert float((ctr(ids[0]) - ref).norm() / ref.norm()) < 0.9

@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     budget.add_argument("--params-budget", type=int,
                         help="parameters the whole model may keep")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS))
-    p.add_argument("--allocation", default=DEFAULT_ALLOCATION, choices=sorted(ALLOCATIONS))
+    p.add_argument("--allocation", default=None, choices=sorted(ALLOCATIONS),
+                   help=f"default: {DEFAULT_ALLOCATION} (uniform without calibration data)")
     p.add_argument("--calibration", metavar="TEXTS",
                    help="text file, one calibration text per line (needed by every method "
                         "but svd)")

@@ -222,6 +222,22 @@ def _stats_bytes(module: nn.Module) -> int:
     return 8 * (n * n + 2 * n)
 
 
+def sym_gram(X: torch.Tensor) -> torch.Tensor:
+    """``X^T X`` computing only the upper block triangle (about 30% fewer FLOPs)."""
+    n = X.shape[1]
+    k = 4 if n >= 1024 else 2 if n >= 256 else 1
+    if k == 1:
+        return X.t() @ X
+    h = [i * n // k for i in range(k + 1)]
+    G = X.new_empty(n, n)
+    for i in range(k):
+        a, b = h[i], h[i + 1]
+        Gi = X[:, a:b].t() @ X[:, a:]
+        G[a:b, a:] = Gi
+        G[b:, a:b] = Gi[:, b - a:].t()
+    return G
+
+
 def _accumulate(module: nn.Module, st: LayerStats, x: torch.Tensor,
                 cache: dict[tuple, torch.Tensor]) -> None:
     if isinstance(module, nn.Embedding):
@@ -241,7 +257,7 @@ def _accumulate(module: nn.Module, st: LayerStats, x: torch.Tensor,
     else:
         X = layer_inputs(module, x.detach())
         work = X if X.dtype == torch.float64 else X.to(torch.float32)
-        g = (work.t() @ work).to(torch.float64)
+        g = sym_gram(work).to(torch.float64)
         s = work.sum(0, dtype=torch.float64)
         a = work.abs().sum(0, dtype=torch.float64)
         rows = X.shape[0]

@@ -43,6 +43,7 @@ from .calibration import (
     main_output,
     prepare_calibration,
     substitute,
+    sym_gram,
 )
 from .layers import LowRankConv2d, LowRankEmbedding, LowRankLinear, dense_matrix
 from .methods import (
@@ -63,9 +64,18 @@ __all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METH
 logger = logging.getLogger("rankfold.nn")
 
 #: measured on all-MiniLM-L6-v2 (docs/benchmarks/nn.md): "whiten" generalised best to
-#: held-out text; "whiten_update" fits the calibration data better but lost on held-out text
+#: held-out text; "whiten_update" fits the calibration data better but lost on held-out text;
+#: "sensitivity" allocation beat every other allocation at every ratio. Without
+#: calibration data the allocation falls back to "uniform" (``allocation=None``).
 DEFAULT_METHOD = "whiten"
-DEFAULT_ALLOCATION = "uniform"
+DEFAULT_ALLOCATION = "sensitivity"
+
+
+def resolve_allocation(allocation: str | None, calibration: Any) -> str:
+    """``None`` means "sensitivity" with calibration data and "uniform" without."""
+    if allocation is None:
+        return DEFAULT_ALLOCATION if calibration is not None else "uniform"
+    return allocation
 
 
 class LayerReport(NamedTuple):
@@ -364,7 +374,7 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                             wd = d if d.dtype == torch.float64 else d.to(torch.float32)
                             wc = c if c.dtype == torch.float64 else c.to(torch.float32)
                             shared[key] = (raw_d, x, (wd.t() @ wc).to(torch.float64),
-                                           (wc.t() @ wc).to(torch.float64),
+                                           sym_gram(wc).to(torch.float64),
                                            wd.sum(0, dtype=torch.float64),
                                            wc.sum(0, dtype=torch.float64), c.shape[0])
                         _, _, cross, gram, sd, sc, rows = shared[key]
@@ -428,6 +438,7 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
          update_batches: int | None, method_options: dict[str, Any] | None,
          show_progress: bool | None, dry_run: bool, func: str) -> CompressionReport:
     t0 = time.perf_counter()
+    allocation = resolve_allocation(allocation, calibration)
     _validate(model, ratio, params_budget, method, allocation, inplace, func)
     check_int(max_length, "max_length", func, low=1)
     check_int(batch_size, "batch_size", func, low=1)
@@ -553,12 +564,12 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
 
 
 def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int | None = None,
-             method: str = DEFAULT_METHOD, allocation: str = DEFAULT_ALLOCATION,
+             method: str = DEFAULT_METHOD, allocation: str | None = None,
              calibration: Any = None, targets: Any = None, exclude: Any = None,
              inplace: bool = True, loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None
              = None, tokenizer: Any = None, max_length: int = 128, batch_size: int = 16,
              forward_fn: Callable[[nn.Module, Any], Any] | None = None,
-             max_stats_bytes: int = 2 << 30, sensitivity_batches: int = 2,
+             max_stats_bytes: int = 2 << 30, sensitivity_batches: int = 1,
              update_batches: int | None = None, method_options: dict[str, Any] | None = None,
              show_progress: bool | None = None) -> CompressionReport:
     """Replace the model's layers by low-rank factorizations, one shot, no retraining.
@@ -576,8 +587,9 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
     method : str, default "whiten"
         One of :data:`rankfold.nn.methods.METHODS`: "svd", "fwsvd", "asvd", "whiten",
         "whiten_update", "afm", "nystrom".
-    allocation : str, default "uniform"
-        One of "uniform", "energy", "welore", "sensitivity".
+    allocation : str, optional
+        One of "uniform", "energy", "welore", "sensitivity". Default (None):
+        "sensitivity" when ``calibration`` is given, else "uniform".
     calibration : iterable of batches, DataLoader, or list of str, optional
         Tensors (``model(x)``), dicts (``model(**x)``) or tuples (``model(*x)``);
         texts need ``tokenizer``. Required by every method except "svd".
@@ -596,8 +608,9 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
         How to run a batch (default: by its type, see above).
     max_stats_bytes : int, default 2 GiB
         Memory for per-layer statistics; more layers take more passes over the data.
-    sensitivity_batches : int, default 2
-        Calibration batches used to measure sensitivity.
+    sensitivity_batches : int, default 1
+        Calibration batches used to measure sensitivity (one forward pass of them per
+        targeted layer and point of :data:`rankfold.nn.allocation.SENSITIVITY_GRID`).
     update_batches : int, optional
         Calibration batches propagated by "whiten_update" (default: all).
     method_options : dict, optional
@@ -647,12 +660,12 @@ def plan(model: nn.Module, *, verbose: bool = True, **kwargs: Any) -> Compressio
     its table to stdout.
     """
     kwargs.setdefault("method", DEFAULT_METHOD)
-    kwargs.setdefault("allocation", DEFAULT_ALLOCATION)
+    kwargs.setdefault("allocation", None)
     kwargs.pop("inplace", None)
     defaults = dict(ratio=None, params_budget=None, calibration=None, targets=None,
                     exclude=None, loss_fn=None, tokenizer=None, max_length=128,
                     batch_size=16, forward_fn=None, max_stats_bytes=2 << 30,
-                    sensitivity_batches=2, update_batches=None, method_options=None,
+                    sensitivity_batches=1, update_batches=None, method_options=None,
                     show_progress=None)
     unknown = set(kwargs) - set(defaults) - {"method", "allocation"}
     if unknown:
