@@ -58,6 +58,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1]) / 1024.0
+    return 0.0
+
+
 # --------------------------------------------------------------------------------------
 def part_movielens(quick: bool, repeats: int) -> dict[str, Any]:
     from surprise import SVD, Dataset, Reader, SVDpp
@@ -165,9 +172,11 @@ def _synthetic(n_users: int, n_items: int, nnz: int, rank: int, seed: int,
 
 
 class _RSSSampler:
-    """Peak resident memory of a set of processes (the JVM), sampled from /proc."""
+    """Peak resident memory of a set of processes (the JVM, or this process when
+    ``own=True``), sampled from /proc every 20 ms (own) or 0.5 s (JVM)."""
 
-    def __init__(self) -> None:
+    def __init__(self, own: bool = False) -> None:
+        self.own = own
         self.peak = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -188,7 +197,7 @@ class _RSSSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             total = 0.0
-            for pid in self._java_pids():
+            for pid in ([os.getpid()] if self.own else self._java_pids()):
                 try:
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
@@ -196,7 +205,7 @@ class _RSSSampler:
                 except OSError:
                     pass
             self.peak = max(self.peak, total)
-            self._stop.wait(0.5)
+            self._stop.wait(0.02 if self.own else 0.5)
 
     def __enter__(self) -> _RSSSampler:
         self._thread.start()
@@ -207,7 +216,7 @@ class _RSSSampler:
         self._thread.join()
 
 
-def part_scale(quick: bool) -> dict[str, Any]:
+def part_scale(quick: bool, repeats: int = 3, spark: bool = True) -> dict[str, Any]:
     from rankfold.completion import ALS
 
     if quick:
@@ -224,33 +233,113 @@ def part_scale(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"n_users": n_users, "n_items": n_items,
                            "train_ratings": int(r[tr].size), "test_ratings": n_test,
                            "rank": rank, "iterations": iters, "reg": reg,
+                           "torch_threads": torch.get_num_threads(),
                            "model": "ALS-WR (reg * n_u), no biases, planted rank 50 + "
                                     "N(0, 0.5^2) noise"}
-    rss0 = _rss_mb()
-    est = ALS(rank, reg=reg, biases=False, reg_exponent=1.0, n_iter=iters, tol=0.0,
-              solver="cholesky", dtype="float32", generator=0)
-    t0 = time.perf_counter()
-    est.fit((r[tr], c[tr], v[tr], (n_users, n_items)))
-    t_rf = time.perf_counter() - t0
-    pred = est.predict(r[te], c[te], clip=False)
-    rmse_rf = float(np.sqrt(np.mean((pred - v[te]) ** 2)))
-    rss_rf = _rss_mb()
+    data = (r[tr], c[tr], v[tr], (n_users, n_items))
+    _warm_up()
+    rss0 = _current_rss_mb()
     data_mb = r[tr].size * (8 + 8 + 4) / 2**20
-    out["rankfold"] = {"fit_seconds": t_rf, "test_rmse": rmse_rf,
-                       "peak_rss_mb": rss_rf, "rss_before_fit_mb": rss0,
-                       "input_arrays_mb": data_mb,
-                       "fit_rss_growth_mb": rss_rf - rss0}
-    print(f"[scale] rankfold ALS {t_rf:.1f}s RMSE {rmse_rf:.4f} peak RSS {rss_rf:.0f} MB",
-          flush=True)
+    for key, solver in (("rankfold", "cholesky"), ("rankfold_bf16", "cholesky_bf16")):
+        times, peaks, cpus = [], [], []
+        for _ in range(repeats):
+            est = None
+            gc.collect()
+            base = _current_rss_mb()
+            est = ALS(rank, reg=reg, biases=False, reg_exponent=1.0, n_iter=iters, tol=0.0,
+                      solver=solver, dtype="float32", generator=0)
+            with _RSSSampler(own=True) as mem:
+                t0, c0 = time.perf_counter(), time.process_time()
+                est.fit(data)
+                times.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            peaks.append(mem.peak - base)
+            print(f"[scale] rankfold ALS {solver} fit {times[-1]:.1f}s "
+                  f"(RSS +{peaks[-1]:.0f} MB)", flush=True)
+        t_rf = float(np.median(times))
+        pred = est.predict(r[te], c[te], clip=False)
+        rmse_rf = float(np.sqrt(np.mean((pred - v[te]) ** 2)))
+        out[key] = {"solver": solver, "fit_seconds": t_rf, "fit_seconds_all": times,
+                    "test_rmse": rmse_rf, "rss_before_fit_mb": rss0,
+                    "input_arrays_mb": data_mb, "fit_rss_growth_mb": float(max(peaks)),
+                    "peak_rss_mb": _rss_mb(),
+                    "per_iteration_seconds": est.history_["time"],
+                    "cpu_seconds": float(np.median(cpus)),
+                    "load_average_after": os.getloadavg()[0]}
+        print(f"[scale] rankfold ALS {solver} median {t_rf:.1f}s RMSE {rmse_rf:.4f} "
+              f"fit memory +{max(peaks):.0f} MB", flush=True)
     est = None
     gc.collect()
+    if not spark:
+        return out
     try:
         out["spark"] = _spark(r, c, v, tr, te, n_users, n_items, rank, iters, reg)
-        out["speedup_vs_spark"] = out["spark"]["fit_seconds"] / t_rf
+        out["speedup_vs_spark"] = out["spark"]["fit_seconds"] / out["rankfold"]["fit_seconds"]
+        out["speedup_vs_spark_bf16"] = (out["spark"]["fit_seconds"]
+                                        / out["rankfold_bf16"]["fit_seconds"])
     except Exception as exc:  # Spark may not run here: record why
         out["spark"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         print(f"[scale] Spark failed: {out['spark']['error']}", flush=True)
     return out
+
+
+def _warm_up() -> None:
+    """A tiny fit first: loading MKL / OpenMP code pages adds ~0.5 GB of RSS once."""
+    from rankfold.completion import ALS
+
+    r, c, v = _synthetic(300, 200, 20_000, 50, 1)
+    ALS(50, reg=0.05, biases=False, n_iter=1, dtype="float32", n_threads=2,
+        generator=0).fit((r, c, v, (300, 200)))
+
+
+def _memory_probe(nnz: int) -> dict[str, Any]:
+    """Fit-time RSS growth of one ALS fit (1 sweep) on ``nnz`` ratings, 70,000 x 10,000."""
+    from rankfold.completion import ALS
+
+    n_users, n_items = 70_000, 10_000
+    r, c, v = _synthetic(n_users, n_items, nnz, 50, 0)
+    _warm_up()
+    gc.collect()
+    base = _current_rss_mb()
+    est = ALS(50, reg=0.05, biases=False, reg_exponent=1.0, n_iter=1, tol=0.0,
+              solver="cholesky", dtype="float32", generator=0)
+    with _RSSSampler(own=True) as mem:
+        est.fit((r, c, v, (n_users, n_items)))
+    return {"nnz": int(r.size), "fit_rss_growth_mb": mem.peak - base,
+            "input_arrays_mb": r.size * 20 / 2**20}
+
+
+def part_memory(quick: bool) -> dict[str, Any]:
+    import subprocess
+
+    sizes = [250_000, 1_000_000] if quick else [1_000_000, 3_000_000, 10_000_000]
+    rows = []
+    for nnz in sizes:
+        res = subprocess.run([sys.executable, __file__, "--memory-probe", str(nnz)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(f"[memory] {rows[-1]}", flush=True)
+    x = np.array([r["nnz"] for r in rows], float)
+    y = np.array([r["fit_rss_growth_mb"] for r in rows], float)
+    slope, intercept = np.polyfit(x, y, 1)
+    return {"rows": rows, "bytes_per_rating": float(slope * 2**20),
+            "intercept_mb": float(intercept),
+            "setup": "one ALS fit (rank 50, 1 sweep, float32, no biases) per size in a fresh "
+                     "process, 70,000 x 10,000; peak RSS growth during fit (sampled every "
+                     "20 ms) over the RSS before it; the COO input arrays are not counted"}
+
+
+def _jvm_cpu_seconds(sampler: _RSSSampler) -> float:
+    """user + system CPU seconds of the Spark JVM(s) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in sampler._java_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _spark(r, c, v, tr, te, n_users, n_items, rank, iters, reg) -> dict[str, Any]:
@@ -270,7 +359,8 @@ def _spark(r, c, v, tr, te, n_users, n_items, rank, iters, reg) -> dict[str, Any
         spark = (SparkSession.builder.master("local[2]").appName("rankfold-bench")
                  .config("spark.driver.memory", "8g")
                  .config("spark.sql.shuffle.partitions", "4")
-                 .config("spark.ui.enabled", "false").getOrCreate())
+                 .config("spark.ui.enabled", "false")
+                 .config("spark.ui.showConsoleProgress", "false").getOrCreate())
         spark.sparkContext.setLogLevel("ERROR")
         try:
             train = spark.read.csv(str(tmp / "train.csv"), schema=schema).cache()
@@ -280,20 +370,23 @@ def _spark(r, c, v, tr, te, n_users, n_items, rank, iters, reg) -> dict[str, Any
             als = SparkALS(rank=rank, maxIter=iters, regParam=reg, userCol="user",
                            itemCol="item", ratingCol="rating", seed=0,
                            coldStartStrategy="nan", numUserBlocks=4, numItemBlocks=4)
+            cpu0 = _jvm_cpu_seconds(sampler)
             t0 = time.perf_counter()
             model = als.fit(train)
             model.userFactors.count()
             model.itemFactors.count()
             t_fit = time.perf_counter() - t0
+            cpu = _jvm_cpu_seconds(sampler) - cpu0
             pred = model.transform(test).toPandas()
         finally:
             spark.stop()
     ok = pred["prediction"].notna()
     rmse = float(np.sqrt(np.mean((pred["prediction"][ok] - pred["rating"][ok]) ** 2)))
-    print(f"[scale] Spark ALS {t_fit:.1f}s RMSE {rmse:.4f} (JVM peak RSS "
+    print(f"[scale] Spark ALS {t_fit:.1f}s (JVM CPU {cpu:.0f}s) RMSE {rmse:.4f} (JVM peak RSS "
           f"{sampler.peak:.0f} MB)", flush=True)
     return {"fit_seconds": t_fit, "test_rmse": rmse, "train_rows": int(n),
             "jvm_peak_rss_mb": sampler.peak, "cold_start_nan": int((~ok).sum()),
+            "jvm_cpu_seconds": cpu, "load_average_after": os.getloadavg()[0],
             "config": "local[2], driver memory 8g, 4x4 blocks, implicitPrefs=False"}
 
 
@@ -323,17 +416,21 @@ def part_sketch(quick: bool, repeats: int) -> dict[str, Any]:
     torch.set_num_threads(1)  # many small batched kernels: see _threads.py
     nnz_target = 250_000 if quick else 500_000
     counts = [256, 1024, 4096] if quick else [256, 1024, 4096, 16384]
-    ranks = [16, 32, 64] if quick else [16, 32, 64, 128, 256]
+    ranks = [16, 32, 64] if quick else [16, 32, 64, 128, 256, 512]
     rows_omega = []
+    count_ranks = [64] if quick else [64, 256]
+    for d_c in count_ranks:
+        for c in counts:
+            if c < d_c:
+                continue
+            n_rows = max(8, nnz_target // c)
+            te = half_step(n_rows, c, d_c, "cholesky")
+            ts = half_step(n_rows, c, d_c, "sketch")
+            rows_omega.append({"count": c, "n_rows": n_rows, "omega": n_rows * c,
+                               "rank": d_c, "cholesky_s": te, "sketch_s": ts})
+            print(f"[sketch] |Omega|={n_rows * c} c={c} k={d_c}: cholesky {te:.3f}s "
+                  f"sketch {ts:.3f}s", flush=True)
     d_fixed = 64
-    for c in counts:
-        n_rows = max(8, nnz_target // c)
-        te = half_step(n_rows, c, d_fixed, "cholesky")
-        ts = half_step(n_rows, c, d_fixed, "sketch")
-        rows_omega.append({"count": c, "n_rows": n_rows, "omega": n_rows * c, "rank": d_fixed,
-                           "cholesky_s": te, "sketch_s": ts})
-        print(f"[sketch] |Omega|={n_rows * c} c={c} k={d_fixed}: cholesky {te:.3f}s "
-              f"sketch {ts:.3f}s", flush=True)
     rows_rank = []
     c_fixed = 4096
     n_rows = max(8, nnz_target // c_fixed)
@@ -365,10 +462,21 @@ def part_sketch(quick: bool, repeats: int) -> dict[str, Any]:
         "time_vs_rank_sketch": slope([r["rank"] for r in rows_rank],
                                      [r["sketch_s"] for r in rows_rank]),
     }
-    cross = [r for r in rows_omega if r["sketch_s"] < r["cholesky_s"]]
-    crossover = {"rank": d_fixed,
-                 "first_count_where_sketch_faster": cross[0]["count"] if cross else None,
-                 "ratio_count_over_rank": (cross[0]["count"] / d_fixed) if cross else None}
+    # crossover in the rank at 4,096 observations per row: the measured first rank where
+    # the sketch is faster, and the extrapolation of the fitted power laws
+    faster = [r["rank"] for r in rows_rank if r["sketch_s"] < r["cholesky_s"]]
+    last = rows_rank[-1]
+    gap = exps["time_vs_rank_cholesky"] - exps["time_vs_rank_sketch"]
+    extrap = (last["rank"] * (last["sketch_s"] / last["cholesky_s"]) ** (1.0 / gap)
+              if gap > 0 else None)
+    cross_count = {}
+    for d_c in count_ranks:
+        sel = [r for r in rows_omega if r["rank"] == d_c and r["sketch_s"] < r["cholesky_s"]]
+        cross_count[str(d_c)] = sel[0]["count"] if sel else None
+    crossover = {"count_for_rank": 4096,
+                 "first_rank_where_sketch_faster": faster[0] if faster else None,
+                 "extrapolated_rank": extrap,
+                 "first_count_where_sketch_faster_by_rank": cross_count}
     print(f"[sketch] exponents {exps} crossover {crossover}", flush=True)
     return {"vs_count": rows_omega, "vs_rank": rows_rank, "vs_omega": rows_n,
             "exponents": exps, "crossover": crossover,
@@ -448,16 +556,27 @@ def write_doc(res: dict[str, Any]) -> None:
                          f"{r['cholesky_s']:.4f} | {r['sketch_s']:.4f} | "
                          f"{r['sketch_s'] / r['cholesky_s']:.2f} |")
         e = sk["exponents"]
-        lines += ["", f"Fitted exponents: time ~ |Omega|^{e['time_vs_omega_cholesky']:.2f} "
-                  f"(exact) and ^{e['time_vs_omega_sketch']:.2f} (sketch); time ~ "
-                  f"k^{e['time_vs_rank_cholesky']:.2f} (exact) and "
-                  f"k^{e['time_vs_rank_sketch']:.2f} (sketch) at 4,096 observations per "
-                  "row. Crossover at rank "
-                  f"{sk['crossover']['rank']}: "
-                  + (f"sketch first faster at {first} observations per row."
-                     if (first := sk['crossover']['first_count_where_sketch_faster'])
-                     else "the sketch was never faster in the tested range, so "
-                          "solver='auto' keeps the exact solve there."), ""]
+        cr = sk["crossover"]
+        lines += ["", f"Fitted exponents (log-log least squares): time ~ "
+                  f"|Omega|^{e['time_vs_omega_cholesky']:.2f} (exact) and "
+                  f"^{e['time_vs_omega_sketch']:.2f} (sketch) at rank 64 and 2,048 "
+                  f"observations per row; time ~ k^{e['time_vs_rank_cholesky']:.2f} (exact) "
+                  f"and k^{e['time_vs_rank_sketch']:.2f} (sketch) at 4,096 observations "
+                  "per row (claim: |Omega| k^2 against |Omega| k).", ""]
+        if "first_rank_where_sketch_faster" in cr:
+            fr = cr["first_rank_where_sketch_faster"]
+            ex = cr["extrapolated_rank"]
+            lines.append(
+                "Crossover at 4,096 observations per row: "
+                + (f"the sketch was first faster at rank {fr}" if fr else
+                   "the sketch was not faster at any tested rank")
+                + (f"; the fitted power laws cross at rank ~{ex:.0f}." if ex else ".")
+                + " Along the count axis (fixed rank): "
+                + "; ".join(f"rank {k}: " + (f"sketch faster from {c} per row" if c else
+                                              "sketch never faster")
+                            for k, c in cr["first_count_where_sketch_faster_by_rank"].items())
+                + ".")
+        lines.append("")
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines) + "\n")
 
@@ -467,7 +586,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", default="movielens,scale,sketch")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--scale-repeats", type=int, default=3)
+    ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--memory-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_probe:
+        torch.set_num_threads(2)
+        print(json.dumps(_memory_probe(args.memory_probe)))
+        return
     torch.set_num_threads(2)
     repeats = 1 if args.quick else args.repeats
     res: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -479,7 +605,9 @@ def main() -> None:
     if "movielens" in parts:
         res["movielens"] = part_movielens(args.quick, repeats)
     if "scale" in parts:
-        res["scale"] = part_scale(args.quick)
+        res["scale"] = part_scale(args.quick, args.scale_repeats, not args.no_spark)
+    if "memory" in parts:
+        res["memory"] = part_memory(args.quick)
     if "sketch" in parts:
         res["sketch"] = part_sketch(args.quick, max(1, min(repeats, 3)))
     res["quick"] = args.quick

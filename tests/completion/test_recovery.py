@@ -85,10 +85,12 @@ def test_every_registered_solver_matches_exact_solution(name: str) -> None:
     opts = SolverOptions(solver=name, max_inner=100, inner_tol=1e-14, cg_steps=60)
     X0 = torch.zeros(n_owner, d, dtype=torch.float64)
     X = solve_side(layout, Y, None, w, ridge, X0, opts, torch.Generator().manual_seed(0))
-    np.testing.assert_allclose(X.numpy(), ref, atol=1e-9, rtol=1e-9)
+    # cholesky_bf16 forms the Gram matrix from bfloat16-rounded factors (2^-8 relative)
+    tol = 3e-2 if name == "cholesky_bf16" else 1e-9
+    np.testing.assert_allclose(X.numpy(), ref, atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("solver", ["cholesky", "sketch", "cg", "auto"])
+@pytest.mark.parametrize("solver", ["cholesky", "cholesky_bf16", "sketch", "cg", "auto"])
 def test_solvers_give_the_same_als_model(solver: str) -> None:
     df = ratings_frame(50, 40, 2, 0.5, seed=4)
     kw = {"reg": 0.1, "reg_bias": 0.1, "reg_exponent": 1.0, "n_iter": 60, "tol": 0.0,
@@ -96,8 +98,9 @@ def test_solvers_give_the_same_als_model(solver: str) -> None:
     ref = ALS(3, solver="cholesky", **kw).fit(df)
     est = ALS(3, solver=solver, **kw).fit(df)
     users, items = df.user.to_numpy(), df.item.to_numpy()
+    # cholesky_bf16 solves with a Gram matrix rounded to ~2^-8 relative
     np.testing.assert_allclose(est.predict(users, items), ref.predict(users, items),
-                               atol=2e-3)
+                               atol=3e-2 if solver == "cholesky_bf16" else 2e-3)
 
 
 def test_softimpute_recovers_low_rank_without_biases() -> None:

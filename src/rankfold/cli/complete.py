@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reg", type=float, default=None, help="ALS regularisation")
     p.add_argument("--n-iter", type=int, default=None, help="maximum iterations")
     p.add_argument("--solver", default=None,
-                   help="row solver: auto, cholesky, sketch or cg (ALS, AltMin)")
+                   help="row solver: auto, cholesky, cholesky_bf16, sketch or cg (ALS, AltMin)")
     p.add_argument("--test-size", type=float, default=None,
                    help="hold out this fraction of ratings and report RMSE/MAE live")
     p.add_argument("--columns", default=None,

@@ -190,7 +190,10 @@ class CompletionEstimator(abc.ABC):
         self.columns_ = tuple(ratings.columns)
         self.input_kind_ = ratings.kind
         self.rating_range_ = problem.bounds
-        order = np.lexsort((ratings.cols, ratings.rows))
+        # (row, col) order: the keys are unique (duplicates merged), so the unstable
+        # sort is deterministic, and several times faster than lexsort on 1e7 pairs
+        key = ratings.rows.astype(np.int64) * max(ratings.shape[1], 1) + ratings.cols
+        order = np.argsort(key)
         counts = np.bincount(ratings.rows, minlength=ratings.shape[0])
         self._seen_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._seen_indices = ratings.cols[order].astype(np.int64)

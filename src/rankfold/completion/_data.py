@@ -169,7 +169,8 @@ def _pick_columns(frame: Any, columns: Sequence[str] | None, func: str) -> tuple
 def _dedupe(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_cols: int,
             duplicates: str, func: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     key = rows * np.int64(max(n_cols, 1)) + cols
-    order = np.argsort(key, kind="stable")
+    # "last" needs input order among equal keys (stable); otherwise the faster sort
+    order = np.argsort(key, kind="stable" if duplicates == "last" else None)
     key_sorted = key[order]
     dup = np.empty(key_sorted.shape, dtype=bool)
     dup[:1] = False

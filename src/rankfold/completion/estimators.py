@@ -55,7 +55,7 @@ class ALS(CompletionEstimator):
     reg_exponent : float, default 0.5
         Exponent of the per-row scaling (1 = ALS-WR of Zhou et al., 0 = plain ridge;
         0.5 cross-validated best on MovieLens-100K).
-    solver : {"auto", "cholesky", "sketch", "cg"}, default "auto"
+    solver : {"auto", "cholesky", "cholesky_bf16", "sketch", "cg"}, default "auto"
         Row solver (see :mod:`rankfold.completion._solvers`). "auto" uses batched
         Cholesky except where the sketched solve was measured faster (rank >= 1024 and
         rows with >= max(65536, 64 k log n) ratings; in practice always Cholesky).
@@ -170,7 +170,7 @@ class AltMin(CompletionEstimator):
         Row-norm bound (``2 sqrt(mu)`` with incoherence ``mu = 4``).
     sample_splitting : bool, default False
         Fresh samples per half step (as in the analysis; costs accuracy in practice).
-    solver : {"auto", "cholesky", "sketch", "cg"}, default "auto"
+    solver : {"auto", "cholesky", "cholesky_bf16", "sketch", "cg"}, default "auto"
         Row solver; "sketch" is the paper's nearly-linear-time approximate solve.
     reg : float, default 0.0
         Ridge on every row problem (0 as published).
