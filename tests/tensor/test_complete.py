@@ -114,12 +114,13 @@ def test_cp_complete_matches_dense_masked_cp():
     torch.testing.assert_close(a.cp.to_tensor(), b.to_tensor())
 
 
-def test_tucker_complete_recovers_held_out(seed):
-    truth = planted_tucker(SHAPE, (2, 3, 2), seed=seed)
+@pytest.mark.parametrize("ranks", [(2, 3, 2), (4, 4, 5)])  # core by normal equations / CG
+def test_tucker_complete_recovers_held_out(seed, ranks):
+    truth = planted_tucker(SHAPE, ranks, seed=seed)
     train, test = _split(SHAPE, 1500, seed)
-    est = tucker_complete(train, truth.values_at(train), SHAPE, (2, 3, 2), n_iter_max=200,
+    est = tucker_complete(train, truth.values_at(train), SHAPE, ranks, n_iter_max=200,
                           tol=1e-13, generator=seed)
-    assert isinstance(est, TuckerTensor) and est.ranks == (2, 3, 2)
+    assert isinstance(est, TuckerTensor) and est.ranks == ranks
     assert rel(est.values_at(test), truth.values_at(test)) < 1e-6
 
 

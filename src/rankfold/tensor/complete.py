@@ -232,7 +232,8 @@ def _project_others(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.
 
 
 def _max_sin(U: torch.Tensor, V: torch.Tensor) -> float:
-    """Largest principal-angle sine between the column spaces of orthonormal U and V."""
+    """Largest principal-angle sine between span(U) and span(V) (orthonormal columns,
+    ``U`` with at most as many as ``V``): how far ``U`` sticks out of ``V``'s span."""
     with serial():
         s = torch.linalg.svdvals(U.T @ V)
     return math.sqrt(max(0.0, 1.0 - float(s.min()) ** 2))
@@ -249,7 +250,8 @@ def first_spectral(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
 def spectral_subspaces(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                        ranks: Sequence[int], gen: torch.Generator | None = None, *,
                        n_power: int = 10, power_tol: float = 1e-2,
-                       first: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+                       first: Sequence[torch.Tensor] | None = None,
+                       lead: int | None = None) -> list[torch.Tensor]:
     """Orthonormal estimates of the factor subspaces of a sparsely observed tensor.
 
     1. For each mode, the leading eigenvectors of the diagonal-deleted Gram matrix of the
@@ -265,7 +267,9 @@ def spectral_subspaces(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
        2021, Ann. Statist. 49(1), use the same power iteration with sample splitting).
 
     Ranks larger than a mode's size are capped at the size. ``first``: step 1's
-    eigenvectors, computed earlier (at least as many columns as the ranks).
+    eigenvectors, computed earlier (at least as many columns as the ranks). ``lead``:
+    with oversampled ranks, only the leading ``lead`` directions must stay inside the new
+    subspace for the iteration to stop (the extra, noise-dominated ones keep moving).
     """
     rk = [min(int(r), int(s)) for r, s in zip(ranks, shape, strict=True)]
     if first is None:
@@ -277,7 +281,8 @@ def spectral_subspaces(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
         moved = 0.0
         for k, r in enumerate(rk):
             new = _top_offdiag_eigvecs(_project_others(idx, y, U, k, int(shape[k])), r, gen, y)
-            moved = max(moved, _max_sin(U[k], new))
+            keep = U[k] if lead is None else U[k][:, :min(lead, r)]
+            moved = max(moved, _max_sin(keep, new))
             U[k] = new
         if moved < power_tol:
             break
@@ -339,7 +344,8 @@ def spectral_cp_starts(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
             dims.append(d)
     first = first_spectral(idx, y, shape, dims[-1], gen)
     return [_cp_from_subspaces(idx, y, shape, rank,
-                               spectral_subspaces(idx, y, shape, d, gen, first=first),
+                               spectral_subspaces(idx, y, shape, d, gen, first=first,
+                                                  lead=rank),
                                gen, restarts) for d in dims]
 
 
@@ -547,21 +553,39 @@ def _core_update(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Ten
             b += W.T @ y[s:s + chunk]
         return solve_rows(A, b[None, :], l2_reg)[0].reshape(core.shape)
 
-    def normal_mv(v: torch.Tensor) -> torch.Tensor:
-        out = l2_reg * v
-        for s in range(0, idx.shape[0], chunk):
-            W = rows(s)
-            out = out + W.T @ (W @ v)
-        return out
+    # CG without forming the (chunk, P) Kronecker rows: with u0 the first mode's rows and
+    # Kr the row-wise Kronecker product of the others, W v = rowsum((u0 @ V) * Kr) and
+    # W^T r = u0^T (r * Kr), two matrix products per chunk (V = v as R_0 x P / R_0)
+    R0 = core.shape[0]
+    crest = max(256, (1 << 22) // max(1, P // R0))
 
-    b = torch.zeros(P, dtype=y.dtype, device=y.device)
-    for s in range(0, idx.shape[0], chunk):
-        b += rows(s).T @ y[s:s + chunk]
+    def parts(s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ch = idx[s:s + crest]
+        rest = [f[ch[:, k]] for k, f in enumerate(factors) if k > 0]
+        return factors[0][ch[:, 0]], _kron_rows(rest)
+
+    def normal_mv(v: torch.Tensor) -> torch.Tensor:
+        V = v.reshape(R0, -1)
+        out = l2_reg * V
+        for s in range(0, idx.shape[0], crest):
+            u0, Kr = parts(s)
+            wv = ((u0 @ V) * Kr).sum(1)
+            out = out + u0.T @ (wv[:, None] * Kr)
+        return out.reshape(-1)
+
+    b = torch.zeros(R0, P // R0, dtype=y.dtype, device=y.device)
+    for s in range(0, idx.shape[0], crest):
+        u0, Kr = parts(s)
+        b += u0.T @ (y[s:s + crest, None] * Kr)
+    b = b.reshape(-1)
     x = core.reshape(-1).clone()
     r = b - normal_mv(x)
     p = r.clone()
     rs = float(r @ r)
-    stop = (1e-10 * float(b @ b)) if float(b @ b) > 0 else 0.0
+    # relative to this solve's starting residual (a floor relative to b would stop a warm
+    # start near the optimum before any step and cap the attainable accuracy)
+    eps = torch.finfo(y.dtype).eps
+    stop = max(1e-12 * rs, (eps ** 2) * float(b @ b))
     for _ in range(25):
         if rs <= stop:
             break
