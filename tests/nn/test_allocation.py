@@ -72,3 +72,46 @@ def test_sensitivity_keeps_sensitive_layers() -> None:
 def test_sym_gram(n: int) -> None:
     X = torch.randn(50, n, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
     torch.testing.assert_close(sym_gram(X), X.t() @ X)
+
+
+@pytest.mark.parametrize("which", ["bert", "gpt2_loss", "llama"])
+def test_sensitivity_measure_replays_blocks_exactly(which: str) -> None:
+    """The measure replays the dense blocks before the layer: same value as a full run."""
+    import importlib
+
+    from _nn_models import tiny_bert, tiny_gpt2, tiny_llama, token_batches
+
+    from rankfold.nn.calibration import main_output, prepare_calibration, substitute
+    from rankfold.nn.methods import svd_method
+
+    C = importlib.import_module("rankfold.nn.compress")
+    model = {"bert": tiny_bert, "gpt2_loss": tiny_gpt2, "llama": tiny_llama}[which]()[0]
+    model.eval()
+    data = token_batches(2, pad=which == "bert")
+    if which == "gpt2_loss":
+        data = [{**b, "labels": b["input_ids"]} for b in data]
+    calib = prepare_calibration(data, model)
+    mods = {n: m for n, m in C.find_targets(model, None, None, func="t").items()}
+    decomps = {n: svd_method(C._context(n, m, None, None, {})) for n, m in mods.items()}
+    measure = C._make_measure(model, mods, decomps, calib, 2, None, "t")
+    last = [n for n in mods if ".1." in n][-1]  # a layer of the second block
+    for name in (next(iter(mods)), last):
+        rep = C.build_module(mods[name], decomps[name].factors(1))
+        with torch.no_grad():
+            if which == "gpt2_loss":
+                base = sum(float(model(**b).loss) for b in data) / 2
+                with substitute({mods[name]: rep}):
+                    cur = sum(float(model(**b).loss) for b in data) / 2
+                want = cur - base
+            else:
+                refs = [main_output(model(**b)) for b in data]
+                with substitute({mods[name]: rep}):
+                    outs = [main_output(model(**b)) for b in data]
+                want = sum(float(((o - r).double() ** 2).sum()) for o, r in zip(
+                    outs, refs, strict=True)) / sum(float((r.double() ** 2).sum())
+                                                    for r in refs)
+        got = measure(name, 1)
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-12)
+        assert abs(want) > 1e-10
+    # blocks are left with their own forward
+    assert all("forward" not in m.__dict__ for m in model.modules())

@@ -15,6 +15,7 @@ Pipeline (nothing in the model changes before step 7):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
@@ -263,9 +264,29 @@ def _replace(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
 
 # ------------------------------------------------------------------ sensitivity
 
+@contextlib.contextmanager
+def _skip_blocks(blocks: list[nn.Module], outputs: list[Any]) -> Any:
+    """Blocks return their recorded dense outputs instead of computing them."""
+    for blk, out in zip(blocks, outputs, strict=False):
+        blk.forward = (lambda *a, _out=out, **k: _out)  # instance attribute shadows forward
+    try:
+        yield
+    finally:
+        for blk in blocks:
+            blk.__dict__.pop("forward", None)
+
+
 def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
                   decomps: dict[str, Decomposition], calib: Calibration, n_batches: int,
                   loss_fn: Callable | None, func: str) -> Callable[[str, int], float]:
+    """``measure(name, rank)``: loss (or output) change with that one layer truncated.
+
+    The dense outputs of the model's blocks (``find_blocks``) are recorded once per
+    batch; a measurement for a layer in block ``i`` replays blocks ``0 .. i-1`` from
+    the record, so only the blocks from ``i`` on are recomputed.
+    """
+    from ._sequential import find_blocks
+
     batches = []
     for i, b in enumerate(calib):
         if i >= n_batches:
@@ -273,6 +294,16 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
         batches.append(b)
     use_loss = loss_fn is not None
     refs: list[torch.Tensor] = []
+    found = find_blocks(model, list(modules))
+    blocks: list[nn.Module] = list(found[1]) if found is not None else []
+    block_of: dict[str, int] = {}
+    if found is not None:
+        pre = found[0] + "." if found[0] else ""
+        for n in modules:
+            head = n[len(pre):].split(".")[0] if n.startswith(pre) else ""
+            if head.isdigit():
+                block_of[n] = int(head)
+    recorded: list[list[Any]] = [[None] * len(blocks) for _ in batches]
     with torch.no_grad(), _eval_mode(model):
         if not use_loss:
             try:
@@ -282,26 +313,45 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
                 raise InvalidParameterError(
                     f"The 'calibration' parameter of {func} holds batches the model cannot "
                     f"run: {type(exc).__name__}: {exc}") from exc
-        if use_loss:
-            base = sum(float(compute_loss(model, b, calib, loss_fn, first=False, func=func))
-                       for b in batches) / len(batches)
-        else:
-            refs = [main_output(calib.run(model, b)).detach() for b in batches]
+        handles = []
+        cur = [0]
+        for j, blk in enumerate(blocks):
+            def rec(m: nn.Module, a: tuple, o: Any, j: int = j) -> None:
+                recorded[cur[0]][j] = o
+            handles.append(blk.register_forward_hook(rec))
+        try:
+            base = 0.0
+            for i, b in enumerate(batches):
+                cur[0] = i
+                if use_loss:
+                    base += float(compute_loss(model, b, calib, loss_fn, first=False,
+                                               func=func)) / len(batches)
+                else:
+                    refs.append(main_output(calib.run(model, b)).detach())
+        finally:
+            for h in handles:
+                h.remove()
+    if any(o is None for rec_b in recorded for o in rec_b):
+        block_of = {}  # some block did not run on every batch: no replay
 
     def measure(name: str, rank: int) -> float:
         mod = modules[name]
         rep = build_module(mod, decomps[name].factors(rank))
+        skip = blocks[:block_of.get(name, 0)]
+        total = num = den = 0.0
         with torch.no_grad(), _eval_mode(model), substitute({mod: rep}):
-            if use_loss:
-                cur = sum(float(compute_loss(model, b, calib, loss_fn, first=False,
-                                             func=func)) for b in batches) / len(batches)
-                return cur - base
-            num = den = 0.0
-            for b, ref in zip(batches, refs, strict=True):
-                out = main_output(calib.run(model, b))
-                num += float(((out - ref).to(torch.float64) ** 2).sum())
-                den += float((ref.to(torch.float64) ** 2).sum())
-            return num / max(den, 1e-300)
+            for i, b in enumerate(batches):
+                with _skip_blocks(skip, recorded[i]):
+                    if use_loss:
+                        total += float(compute_loss(model, b, calib, loss_fn, first=False,
+                                                    func=func)) / len(batches)
+                        continue
+                    out = main_output(calib.run(model, b))
+                num += float(((out - refs[i]).to(torch.float64) ** 2).sum())
+                den += float((refs[i].to(torch.float64) ** 2).sum())
+        if use_loss:
+            return total - base
+        return num / max(den, 1e-300)
 
     return measure
 
