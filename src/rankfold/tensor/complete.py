@@ -226,8 +226,9 @@ def _project_others(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.
     with serial() if y.device.type == "cpu" else contextlib.nullcontext():
         for s in range(0, idx.shape[0], chunk):
             ch = idx[s:s + chunk]
-            W = _kron_rows([factors[k][ch[:, k]] for k in others]) * y[s:s + chunk, None]
-            out.index_add_(0, ch[:, mode], W)
+            rows = [factors[k][ch[:, k]] for k in others]
+            rows[0] = rows[0] * y[s:s + chunk, None]  # y folded into the smallest factor
+            out.index_add_(0, ch[:, mode], _kron_rows(rows))
     return out
 
 
