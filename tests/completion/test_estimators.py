@@ -129,7 +129,8 @@ def test_bad_parameters_name_the_parameter(kwargs: dict, name: str) -> None:
 
 
 def test_unknown_solver_lists_the_valid_ones() -> None:
-    with pytest.raises(InvalidParameterError, match="'auto', 'cholesky', 'cholesky_bf16', 'sketch', 'cg'"):
+    with pytest.raises(InvalidParameterError,
+                       match="'auto', 'cholesky', 'cholesky_bf16', 'sketch', 'cg'"):
         AltMin(2, solver="lu").fit(ratings_frame())
 
 

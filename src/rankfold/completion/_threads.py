@@ -6,7 +6,11 @@ and on a busy machine waking idle threads dominates (measured here: 60 AltMin sw
 a 120 x 90 matrix took 0.7 s on one thread and 42 s on two, with other jobs running).
 ``n_threads=None`` therefore uses one thread below :data:`SMALL_WORK` (``|Omega| (k+1)``
 multiply-adds per sweep) and torch's setting above it. The setting is restored after
-the fit.
+the fit. With more than one thread, each half step of the exact solvers runs its
+chunks of rows on that many Python worker threads, each kernel single-threaded
+(:func:`rankfold.completion._solvers.solve_side`): on the 10M-rating benchmark torch's
+own two intra-op threads were several times slower than one thread on a busy machine,
+the worker threads were not.
 """
 
 from __future__ import annotations
