@@ -9,7 +9,8 @@ residual gap (||A x - b|| - ||A x* - b||) / ||A x* - b||.
 
 Solvers (one process, same data, medians of several runs):
 rankfold.linalg.lstsq (sketch_precondition with a sparse-sign sketch, SVD preconditioner,
-LSQR; its tol tuned to the loosest value of a small ladder that reaches 1e-8), numpy
+conjugate gradients on the preconditioned normal equations for dense A; its tol tuned
+to the loosest value of a ladder 1e-6, 1e-7, ... that reaches 1e-8), numpy
 lstsq (gelsd), scipy lstsq (gelsd, gelsy), scipy.sparse.linalg.lsqr without a
 preconditioner (capped iterations), torch.linalg.lstsq (gelsd).
 
@@ -111,7 +112,7 @@ def main() -> int:
 
     # rankfold: loosest tol of the ladder that reaches the target forward error
     info_used = None
-    for tol in (1e-8, 1e-9, 1e-10, 1e-11, 1e-12):
+    for tol in (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12):
         res = lstsq(At, bt, tol=tol, generator=0)
         fwd, _ = accuracy(res.solution.numpy())
         if fwd <= target:
@@ -180,7 +181,9 @@ def main() -> int:
         "gap = (||Ax - b|| - ||Ax* - b||) / ||Ax* - b||.",
         "",
         f"rankfold: `lstsq(A, b, tol={tol:g})` (sparse sign sketch of {info.sketch_size} "
-        f"rows, SVD preconditioner, {info.iterations} LSQR iterations, estimated cond(A) "
+        f"rows, default preconditioner `auto` (R^-1 from a QR of the sketch, since "
+        f"cond(R) is far from the rank cut-off), {info.iterations} CG iterations on the "
+        "preconditioned normal equations, one fused pass over A each; estimated cond(A) "
         f"{info.cond_estimate:.2g}, cond of the preconditioned system "
         f"{info.cond_preconditioned:.2g}).",
         "",
@@ -196,6 +199,8 @@ def main() -> int:
         f"**{summary['speedup_vs_fastest_direct']:.2f}x** (goal: >= 3x at 1e-8).",
         "Unpreconditioned LSQR is capped at the iteration count shown: with cond 1e6 it "
         "needs far more iterations to reach 1e-8.",
+        f"The rankfold tol was tuned like the peers' settings: the loosest of 1e-6, 1e-7, "
+        f"... whose forward error reaches {target:g} (here {tol:g}).",
     ]
     atomic_write_text(ROOT / "docs" / "benchmarks" / f"{name}.md", "\n".join(lines) + "\n")
     print(f"speed-up vs {best_direct['solver']}: {summary['speedup_vs_fastest_direct']:.2f}x")

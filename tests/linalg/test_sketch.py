@@ -157,6 +157,19 @@ def test_sparse_sign_nnz_and_distinct_rows() -> None:
     assert bool(((dense_case != 0).sum(dim=0) == 3).all())
 
 
+@pytest.mark.parametrize("kind", ["sparse_sign", "countsketch"])
+def test_blocked_sparse_apply_matches_dense(kind: str) -> None:
+    # tall-and-wide inputs take the column-blocked path (X streamed in ~16 MB row blocks);
+    # a narrow input applied afterwards reuses the cached blocks
+    S = make_sketch(kind, 20_000, 300, generator=3)
+    X = torch.randn(20_000, 1024, generator=torch.Generator().manual_seed(0))
+    D = S.to_dense()
+    assert torch.allclose(S @ X, (D @ X.double()).float(), rtol=1e-4, atol=1e-3)
+    assert any(key[0] == "blocks" for key in S._csr_cache)  # noqa: SLF001
+    x = X[:, :1]
+    assert torch.allclose(S @ x, (D @ x.double()).float(), rtol=1e-4, atol=1e-4)
+
+
 def test_countsketch_one_nonzero_per_column() -> None:
     D = CountSketch(400, 10, generator=0).to_dense()
     assert bool(((D != 0).sum(dim=0) == 1).all())

@@ -363,7 +363,7 @@ class _SparseSketch(SketchOperator):
         self._rows = rows
         self._vals = vals
         self._cols = torch.arange(self.d, device=self.device).repeat_interleave(rows.shape[1])
-        self._csr_cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self._csr_cache: dict[tuple[Any, ...], Any] = {}
 
     def _csr(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (dtype, device)
@@ -381,8 +381,52 @@ class _SparseSketch(SketchOperator):
                     (self.size, self.d))
         return self._csr_cache[key]
 
+    def _blocks(self, bs: int, dtype: torch.dtype) -> list[tuple[int, torch.Tensor]]:
+        """``S`` split into CSR column blocks ``S[:, i:i + bs]`` (int32 indices), cached."""
+        key = ("blocks", bs, dtype)
+        if key not in self._csr_cache:
+            k = self._rows.shape[1]
+            nb = -(-self.d // bs)
+            rows = self._rows.reshape(-1)
+            block = self._cols // bs
+            order = torch.sort(block * self.size + rows, stable=True).indices
+            counts = torch.bincount(block * self.size + rows,
+                                    minlength=nb * self.size).reshape(nb, self.size)
+            crow = torch.zeros(nb, self.size + 1, dtype=torch.int64)
+            crow[:, 1:] = torch.cumsum(counts, 1)
+            local = (self._cols - block * bs)[order].to(torch.int32)
+            vals = self._vals.reshape(-1)[order].to(dtype)
+            out = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                for b in range(nb):
+                    lo, w = b * bs * k, min(bs, self.d - b * bs)
+                    hi = lo + w * k
+                    out.append((b * bs, torch.sparse_csr_tensor(
+                        crow[b].to(torch.int32), local[lo:hi], vals[lo:hi], (self.size, w))))
+            self._csr_cache[key] = out
+        return self._csr_cache[key]
+
     def _left(self, X: torch.Tensor) -> torch.Tensor:
         if X.dtype in (torch.float32, torch.float64):
+            on_cpu = X.device.type == "cpu" and self._rows.device.type == "cpu"
+            blocks = next((v for key, v in self._csr_cache.items()
+                           if key[0] == "blocks" and key[2] == X.dtype), None)
+            if blocks is None and on_cpu and X.shape[1] >= 16:
+                bs = max(256, (1 << 24) // (X.shape[1] * X.element_size()))
+                if self.d >= 4 * bs:
+                    blocks = self._blocks(bs, X.dtype)
+            if blocks is not None and on_cpu:
+                # column blocks of S against ~16 MB row blocks of X: X is streamed once
+                # and the scattered updates hit the cached output, instead of gathering
+                # every row of X nnz times from memory (1.8x faster for 100000 x 500)
+                X = X.contiguous()
+                out = torch.zeros((self.size, X.shape[1]), dtype=X.dtype)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    for i, Sb in blocks:
+                        out.addmm_(Sb, X[i:i + Sb.shape[1]])
+                return out
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return self._csr(X.dtype, X.device) @ X.contiguous()
