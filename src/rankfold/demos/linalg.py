@@ -9,6 +9,7 @@ relative Frobenius error against the optimal rank-k error. Tolerance mode shows 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -126,15 +127,29 @@ def run(quick: bool) -> DemoSection:
             notes.append(f"digits skipped: {exc}")
     if not data:
         raise DemoSkipped("pip install --no-deps tensorly==0.10.0 scikit-learn")
-    for name, A, k, tols in data:
-        r, n = _rows_for(name, np.ascontiguousarray(A), k, tols, repeats)
-        rows.extend(r)
-        notes.extend(x for x in n if x not in notes)
+    from ..linalg._range import serial
+
+    # one thread for every method: these matrices are small enough that a second thread
+    # gains little, and single-threaded timings do not wait for scheduler slices when the
+    # machine is shared (measured under load: 24 s for the section on one thread, 49 s
+    # on two, with the individual timings 5-50x noisier)
+    try:  # numpy's BLAS (scikit-learn's randomized_svd) on one thread too
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        limits: Any = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with serial(), limits:
+        for name, A, k, tols in data:
+            r, n = _rows_for(name, np.ascontiguousarray(A), k, tols, repeats)
+            rows.extend(r)
+            notes.extend(x for x in n if x not in notes)
     notes += [
         "Columns centred (PCA). rel. error = ||A - U S Vh||_F / ||A||_F; error / optimal "
         "divides by the best rank-k error (exact SVD, float64). Speed-up = exact SVD time / "
         "method time (median of "
-        f"{repeats} run{'s' if repeats > 1 else ''}; the machine may be shared).",
+        f"{repeats} run{'s' if repeats > 1 else ''}, one CPU thread for every method; the "
+        "machine may be shared).",
         "rsvd(tol=...) returns the smallest rank whose error meets the tolerance for its "
         "basis; 'optimal rank' is the smallest rank any method could use.",
     ]
