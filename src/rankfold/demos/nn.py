@@ -31,8 +31,8 @@ def run(quick: bool) -> DemoSection:
 
     tok = AutoTokenizer.from_pretrained(path)
     dense = AutoModel.from_pretrained(path).eval()
-    calib = bg[:24 if quick else 48]
-    evals = bg[150:150 + (16 if quick else 48)]
+    calib = bg[:24 if quick else 32]
+    evals = bg[150:150 + (16 if quick else 32)]
     iu = np.triu_indices(len(lee_docs), 1)
     max_len = 64 if quick else 128
 
@@ -53,10 +53,8 @@ def run(quick: bool) -> DemoSection:
 
     ref = embed(dense, evals)
     rows = [["dense", "-", "0%", "0%", 1.0, round(lee_r(dense), 3), 0.0]]
-    configs = [("svd", "uniform", 0.4), ("whiten", "uniform", 0.4), (None, None, 0.4)]
-    if not quick:
-        configs += [(None, None, 0.6)]
-    for method, alloc, ratio in configs:
+    # plain SVD, then the defaults (whitening, ranks by measured sensitivity)
+    for method, alloc, ratio in [("svd", "uniform", 0.4), (None, None, 0.4)]:
         model = copy.deepcopy(dense)
         kw = {} if method is None else {"method": method, "allocation": alloc}
         t = time.perf_counter()
@@ -64,8 +62,8 @@ def run(quick: bool) -> DemoSection:
                        max_length=max_len, show_progress=False, **kw)
         dt = time.perf_counter() - t
         cos = float((embed(model, evals) * ref).sum(1).mean())
-        rows.append([f"{rep.method}" + (" (default)" if method is None else ""),
-                     rep.allocation, f"{rep.param_ratio:.0%}", f"{rep.rank_ratio:.0%}",
+        rows.append([rep.method, rep.allocation + (" (default)" if method is None else ""),
+                     f"{rep.param_ratio:.0%}", f"{rep.rank_ratio:.0%}",
                      round(cos, 3), round(lee_r(model), 3), round(dt, 1)])
     notes = [
         f"Calibration: {len(calib)} lee_background documents; cosine on {len(evals)} other "
@@ -73,6 +71,8 @@ def run(quick: bool) -> DemoSection:
         "params removed = fraction of the Linear layers' parameters; ranks removed = fraction "
         "of their summed full ranks (not the same thing).",
         "Code: rankfold.nn.compress(model, ratio=0.4, calibration=texts, tokenizer=tok)",
+        "More calibration text helps: with 256 texts the defaults reach cosine 0.90 at "
+        "40% (docs/benchmarks/nn.md).",
     ]
     return DemoSection(TITLE, ["method", "allocation", "params removed", "ranks removed",
                                "cosine", "Lee-50 r", "compress s"], rows, notes)
