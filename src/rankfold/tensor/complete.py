@@ -38,6 +38,8 @@ __all__ = ["cp_complete", "tucker_complete", "CompletionResult"]
 _CHUNK = 1 << 16
 _PROBE_SWEEPS = 5
 """Sweeps each spectral CP start runs before the best training fit is kept."""
+_PROBE_SWEEPS_TUCKER = 3
+"""The same for the two spectral Tucker starts."""
 
 
 class CompletionResult(NamedTuple):
@@ -602,17 +604,21 @@ def _core_update(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Ten
 
 def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                       core: torch.Tensor, factors: list[torch.Tensor], *, n_iter_max: int,
-                      tol: float, l2_reg: float, func: str
+                      tol: float, l2_reg: float, func: str,
+                      history: list[float] | None = None
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[float], int, bool]:
-    """Row-wise ALS for Tucker on observed entries; factors kept orthonormal."""
+    """Row-wise ALS for Tucker on observed entries; factors kept orthonormal.
+
+    ``history`` continues an earlier run (its sweeps count towards ``n_iter_max``).
+    """
     K = len(shape)
     ynorm = float(torch.linalg.vector_norm(y))
     ynorm = ynorm if ynorm > 0 else 1.0
-    history: list[float] = []
+    history = [] if history is None else list(history)
     converged = False
-    it = 0
+    it = len(history)
     chunk = max(256, (1 << 22) // max(1, math.prod(core.shape)))
-    for it in range(1, n_iter_max + 1):
+    for it in range(len(history) + 1, n_iter_max + 1):
         for n in range(K):
             Zs = []
             for s in range(0, idx.shape[0], chunk):
@@ -671,10 +677,11 @@ def tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any,
     l2_reg : float, default 0
         Ridge penalty on factor rows and on the core.
     init : {"svd", "random"} or TuckerTensor, default "svd"
-        "svd": spectral subspaces (diagonal-deleted Gram matrices of the zero-filled
-        unfoldings, refined by power iterations, see :func:`spectral_subspaces`), the core
-        warm-started from the zero-filled projection; "random": orthonormal random
-        factors. The core is then solved by least squares.
+        "svd": spectral subspaces (the leading eigenvectors of the diagonal-deleted Gram
+        matrices of the zero-filled unfoldings, and the same refined by power iterations,
+        see :func:`spectral_subspaces`); each start runs 3 sweeps and the better
+        training fit continues. "random": orthonormal random factors. The core is solved
+        by least squares (warm-started from the zero-filled projection).
     generator : int, torch.Generator, numpy Generator or None
 
     Returns
@@ -718,20 +725,39 @@ def _tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any
     elif isinstance(init, str) and init in ("svd", "random"):
         gen = check_generator(generator, y.device, func=func)
         if init == "svd":
-            fs = sparse_hosvd_factors(idx, y, shp, rk, gen)  # type: ignore[arg-type]
-            core = _projected_core(idx, y, shp, fs)  # warm start for the least squares
+            # two starts: step 1's subspaces and the power-iterated ones (the power
+            # iterations help at high sparsity and can hurt at high density, where deleting
+            # the Gram diagonal also deletes signal)
+            first = first_spectral(idx, y, shp, rk, gen)  # type: ignore[arg-type]
+            bases = [first, spectral_subspaces(idx, y, shp, rk, gen,  # type: ignore[arg-type]
+                                               first=first)]
+            starts = [(_core_update(idx, y, U, _projected_core(idx, y, shp, U), l2_reg), U)
+                      for U in bases]
         else:
             fs = [torch.linalg.qr(torch.randn(s, r, generator=gen, dtype=y.dtype,
                                               device=y.device))[0]
                   for s, r in zip(shp, rk, strict=True)]  # type: ignore[arg-type]
             core = torch.zeros(rk, dtype=y.dtype, device=y.device)  # type: ignore[arg-type]
-        core = _core_update(idx, y, fs, core, l2_reg)
+            starts = [(_core_update(idx, y, fs, core, l2_reg), fs)]
     else:
         raise param_error("init", func, "one of {'svd', 'random'} or a TuckerTensor", init)
+    if isinstance(init, TuckerTensor):
+        starts = [(core, fs)]
+    kw = dict(tol=tol, l2_reg=l2_reg, func=func)
     with small_work_serial(idx.shape[0] * math.prod(rk) * len(shp), y.device):  # type: ignore[arg-type]
-        core, fs, hist, it, conv = tucker_als_sparse(idx, y, shp, core, fs,
-                                                     n_iter_max=n_iter_max, tol=tol,
-                                                     l2_reg=l2_reg, func=func)
+        hist: list[float] = []
+        if len(starts) > 1:  # probe each start for a few sweeps, keep the best fit
+            probe = min(n_iter_max, _PROBE_SWEEPS_TUCKER)
+            runs = [tucker_als_sparse(idx, y, shp, c0, list(f0), n_iter_max=probe,
+                                      **kw)  # type: ignore[arg-type]
+                    for c0, f0 in starts]
+            core, fs, hist, it, conv = max(runs, key=lambda r: r[2][-1])
+        else:
+            core, fs = starts[0]
+        if not hist or (it < n_iter_max and not conv):
+            core, fs, hist, it, conv = tucker_als_sparse(
+                idx, y, shp, core, list(fs), n_iter_max=n_iter_max, history=hist,
+                **kw)  # type: ignore[arg-type]
     if tol > 0 and not conv:
         warnings.warn(f"{func} stopped after n_iter_max={n_iter_max} sweeps before the fit "
                       f"changed by less than tol={tol}.", ConvergenceWarning, stacklevel=3)
