@@ -326,7 +326,7 @@ def sparse_child(n: int, nnz: int, R: int, iters: int, what: str) -> dict[str, A
 def bench_sparse(quick: bool) -> dict[str, Any]:
     n, nnz = (300, 200_000) if quick else (1000, 1_000_000)
     rows = []
-    for what, iters in (("cp", 30), ("tucker", 8), ("cp-random", 20)):
+    for what, iters in (("cp", 30), ("tucker", 6), ("cp-random", 15)):
         if quick and what != "cp":
             continue
         cmd = [sys.executable, __file__, "--sparse-child", f"{n},{nnz},10,{iters},{what}"]
