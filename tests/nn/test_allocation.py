@@ -93,7 +93,8 @@ def test_sensitivity_measure_replays_blocks_exactly(which: str) -> None:
     calib = prepare_calibration(data, model)
     mods = {n: m for n, m in C.find_targets(model, None, None, func="t").items()}
     decomps = {n: svd_method(C._context(n, m, None, None, {})) for n, m in mods.items()}
-    measure = C._make_measure(model, mods, decomps, calib, 2, None, "t")
+    loss_fn = (lambda mdl, b: mdl(**b).loss) if which == "gpt2_loss" else None
+    measure = C._make_measure(model, mods, decomps, calib, 2, loss_fn, "t")
     last = [n for n in mods if ".1." in n][-1]  # a layer of the second block
     for name in (next(iter(mods)), last):
         rep = C.build_module(mods[name], decomps[name].factors(1))
@@ -115,3 +116,12 @@ def test_sensitivity_measure_replays_blocks_exactly(which: str) -> None:
         assert abs(want) > 1e-10
     # blocks are left with their own forward
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_sensitivity_nonpositive_loss_change_is_not_free() -> None:
+    units = _units(1)
+    vals = {"l0": -1e-3, "l1": 2.0, "l2": 1.0}
+    got = sensitivity(units, int(0.6 * sum(u.dense_params for u in units)),
+                      measure=lambda n, r: vals[n] * float((units[int(n[1])].spectrum[r:] ** 2
+                                                           ).sum()), grid=(0.5,))
+    assert got["l0"] is None or got["l0"] > 1

@@ -160,9 +160,14 @@ def sensitivity(units: list[Unit], target: int, *, measure: Measure | None = Non
         num = den = 0.0
         for r in sorted({u.rank_for_params(f * u.dense_params) for f in grid}):
             tr = float(t[min(r, t.numel() - 1)])
-            num += max(float(measure(u.name, r)), 0.0) * tr
+            num += float(measure(u.name, r)) * tr
             den += tr * tr
         gains[u.name] = num / den if den > 0 else 0.0
+    # a loss measured on few batches can "improve" under truncation (noise, first-order
+    # terms): such a layer is not free to crush, it gets the smallest positive gain
+    positive = [g for g in gains.values() if g > 0]
+    floor = min(positive) if positive else 1.0
+    gains = {k: g if g > 0 else floor for k, g in gains.items()}
 
     def loss(u: Unit, r: int) -> float:
         t = tails[u.name]
