@@ -429,7 +429,7 @@ def write_report() -> None:
         lines += ["## Small GPT-2 (trained locally on the Wikipedia dump)", "",
                   f"Model: {g['model']}. Calibration {g['calibration_tokens']} tokens, "
                   f"held-out test {g['test_tokens']} tokens; the loss of the labels drives "
-                  "fwsvd and the sensitivity allocation.", "",
+                  "fwsvd; the sensitivity allocation measures the change of the logits.", "",
                   "| method | allocation | params removed | perplexity | x dense | "
                   "mean rel. layer error (calibration) |", "|---|---|---|---|---|---|"]
         d = rows[0]["ppl"]
