@@ -670,12 +670,19 @@ def write_doc(res: dict[str, Any]) -> None:
                 "Crossover at 4,096 observations per row: "
                 + (f"the sketch was first faster at rank {fr}" if fr else
                    "the sketch was not faster at any tested rank")
-                + (f"; the fitted power laws cross at rank ~{ex:.0f}." if ex else ".")
-                + " Along the count axis (fixed rank): "
-                + "; ".join(f"rank {k}: " + (f"sketch faster from {c} per row" if c else
-                                              "sketch never faster")
-                            for k, c in cr["first_count_where_sketch_faster_by_rank"].items())
-                + ".")
+                + (f"; the fitted power laws cross at rank ~{ex:.0f}" if ex else "")
+                + (" (but the measured ratio rose again between the last two ranks, so "
+                   "that extrapolation is not supported)."
+                   if len(rk := sk["vs_rank"]) > 1 and rk[-1]["sketch_s"] / rk[-1]["cholesky_s"]
+                   > rk[-2]["sketch_s"] / rk[-2]["cholesky_s"] else ".")
+                + " Along the count axis (fixed rank), the sketch was faster at: "
+                + "; ".join(
+                    f"rank {k}: " + (", ".join(f"{r['count']:,}" for r in sk["vs_count"]
+                                               if str(r["rank"]) == k
+                                               and r["sketch_s"] < r["cholesky_s"])
+                                     or "no tested count")
+                    for k in cr["first_count_where_sketch_faster_by_rank"])
+                + " observations per row.")
         lines.append("")
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines) + "\n")

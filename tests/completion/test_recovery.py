@@ -111,3 +111,38 @@ def test_softimpute_recovers_low_rank_without_biases() -> None:
     assert _rel(est.reconstruct(), M) < 3e-2
     loss = np.array(est.history_["loss"])
     assert loss[-1] < loss[0]
+
+
+def test_worker_threads_give_the_same_half_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rankfold.completion._solvers as solvers
+    from rankfold.completion._threads import thread_limit
+
+    monkeypatch.setattr(solvers, "_CHUNK_ELEMENTS", 2_000)  # many chunks per bucket
+    rng = np.random.default_rng(3)
+    n_owner, n_other, d = 120, 80, 5
+    counts = rng.integers(1, 40, n_owner)
+    owner = np.repeat(np.arange(n_owner), counts)
+    other = np.concatenate([rng.choice(n_other, c, replace=False) for c in counts])
+    values = rng.standard_normal(owner.size)
+    layout = build_layout(owner, other, values, n_owner, n_other, dtype=torch.float64,
+                          device=torch.device("cpu"))
+    Y = torch.from_numpy(rng.standard_normal((n_other, d)))
+    offset = torch.from_numpy(rng.standard_normal(n_other))
+    w = torch.from_numpy(counts.astype(float)) ** 0.5
+    ridge = torch.full((d,), 0.3, dtype=torch.float64)
+    out = {}
+    for workers in (1, 3):
+        res: list[float] = []
+        with thread_limit(1):  # tiny kernels: torch's thread pool only slows them down
+            X = solve_side(layout, Y, offset, w, ridge, None,
+                           SolverOptions(solver="cholesky", workers=workers), None,
+                           sq_residual=res)
+        out[workers] = (X, res[0])
+    torch.testing.assert_close(out[1][0], out[3][0], rtol=0, atol=0)
+    assert out[1][1] == pytest.approx(out[3][1], rel=1e-12)
+    # and the solution is the exact one (dense normal equations, row 0)
+    sel = owner == 0
+    A = Y.numpy()[other[sel]]
+    ref = np.linalg.solve(A.T @ A + 0.3 * w[0].item() * np.eye(d),
+                          A.T @ (values[sel] - offset.numpy()[other[sel]]))
+    np.testing.assert_allclose(out[3][0][0].numpy(), ref, rtol=1e-10, atol=1e-12)
