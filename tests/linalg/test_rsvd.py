@@ -88,6 +88,20 @@ def test_near_optimal_on_decaying_spectra(method: str, decay: str, dtype: torch.
     assert torch.allclose(_t64(res.S), s_ref[:k], rtol=rtol, atol=TOL[dtype])
 
 
+@pytest.mark.parametrize("method", sorted(RSVD_METHODS))
+def test_flat_top_of_the_spectrum_is_captured(method: str) -> None:
+    # k equal leading singular values: a Krylov block narrower than k would span only
+    # block_size of them ((A^T A)^j Omega stays in a b-dimensional subspace of the top)
+    g = torch.Generator().manual_seed(0)
+    m, n, k = 600, 300, 40
+    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64)).Q
+    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64)).Q
+    s = torch.cat([torch.ones(k), 0.05 * (1 + torch.arange(n - k, dtype=torch.float64)) ** -0.5])
+    A = (U * s) @ V.T
+    opt = float(s[k:].norm() / s.norm())
+    assert _rel_err(A, rsvd(A, k, method=method, generator=0)) <= 1.01 * opt
+
+
 def test_leading_subspace_matches_exact_svd(seed: int) -> None:
     A = planted_matrix(100, 70, decay="fast", seed=seed)
     U, _, Vh = rsvd(A, 5, generator=seed)
