@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -47,6 +48,7 @@ from rankfold.linalg import IncrementalSVD, interpolative, nystrom
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "linalg_factorizations"
+LOAD_AT_START = float("nan")
 
 
 def timed_all(fns: dict[str, Callable[[], Any]], repeats: int
@@ -223,6 +225,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None)
     args = ap.parse_args()
+    global LOAD_AT_START
+    LOAD_AT_START = os.getloadavg()[0]
     repeats = args.repeats or (2 if args.quick else 5)
     torch.set_num_threads(2)
     res = {
@@ -235,7 +239,8 @@ def main() -> int:
     meta = {"command": cmd, "repeats": repeats, "threads": torch.get_num_threads(),
             "dtype": "float64", "torch": torch.__version__, "scipy": scipy.__version__,
             "sklearn": sklearn.__version__, "python": platform.python_version(),
-            "note": "machine shared with other jobs (2 cores); compare ratios"}
+            "note": "machine shared with other jobs (2 cores); compare ratios",
+            "load_at_start": LOAD_AT_START}
     out_json = ROOT / "benchmarks" / "results" / f"{NAME}.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_json, json.dumps({"meta": meta, "results": res}, indent=2))
@@ -245,7 +250,8 @@ def main() -> int:
         f"Command: `{cmd}`. Medians (and minima) of {repeats} runs after one warm-up, "
         "methods interleaved round-robin, "
         f"threads = {meta['threads']}, float64, machine shared with other jobs (load "
-        "average 13-19 on 2 cores while this ran: compare ratios, not seconds). "
+        f"average {meta['load_at_start']:.1f} on 2 cores at the start: compare ratios, not "
+        "seconds). "
         "Time ratio = median time / median time of the rankfold reference row (above 1: "
         "rankfold is faster). "
         "Errors are relative Frobenius errors; 'optimal' is the truncated-SVD error at "
