@@ -59,7 +59,7 @@ def run(quick: bool) -> DemoSection:
         kw = {} if method is None else {"method": method, "allocation": alloc}
         t = time.perf_counter()
         rep = compress(model, ratio=ratio, calibration=calib, tokenizer=tok,
-                       max_length=max_len, show_progress=False, **kw)
+                       max_length=max_len, batch_size=8, show_progress=False, **kw)
         dt = time.perf_counter() - t
         cos = float((embed(model, evals) * ref).sum(1).mean())
         rows.append([rep.method, rep.allocation + (" (default)" if method is None else ""),
