@@ -363,12 +363,13 @@ def write_report() -> None:
             parts["minilm"]["rows"] += more["rows"][1:]
     atomic_write_text(RESULTS / "nn.json", json.dumps(parts, indent=1))
     lines = ["# rankfold.nn: one-shot low-rank compression", "",
-             "Command: `python benchmarks/nn.py` (parts minilm, speed, gpt2; `--quick` for a "
-             "smaller grid; the MiniLM grid was run as two processes, the second with "
-             "`--ratios 0.2,0.6`). float32, CPU, torch threads = 1 (`RANKFOLD_THREADS`): "
-             "**the 2-core machine was shared with other jobs (load average 12-18)**, under "
-             "which two threads measured 5x slower than one. Absolute times are inflated; "
-             "latencies are compared within one process with interleaved runs.", ""]
+             "Command: `python benchmarks/nn.py` (parts minilm, speed, gpt2, each its own "
+             "process; `--quick` for a smaller grid; the speed part under the benchmark "
+             "lock). float32, CPU, torch threads = 1 (`RANKFOLD_THREADS`). **The 2-core "
+             "machine was shared with other jobs (load average 10-20) during every run**: "
+             "wall times are inflated 1.5-4x, so compression cost is reported as process "
+             "CPU time (one thread: the wall time on an idle core); latencies are ratios "
+             "within one process with interleaved runs.", ""]
     mini = parts["minilm"]
     if mini:
         seen_cfg: set = set()
@@ -446,6 +447,11 @@ def write_report() -> None:
 
 
 GPT2_NOTE = (
+    "Training: `python benchmarks/train_small_lm.py --steps 3000 --stop-after 2000` (4 layers, d=128, FFN 512, "
+    "4096-token BPE); on the loaded machine it was stopped at step ~2000 (snapshot of the "
+    "weights, train loss ~4.5, held-out perplexity 101 vs 344 in the previous 500-step "
+    "run). With the default sensitivity allocation whitening is clearly best (1.00x / "
+    "1.04x / 1.19x the dense perplexity at 20/40/60% vs 1.03x / 1.09x / 1.41x for plain SVD). "
     "The published ordering (plain SVD far worse than whitening, the update better still) "
     "does NOT show on this model. It is not a bug in whitening: on the calibration data "
     "whitening halves the layers' output error (last column: the mean over layers of the "
