@@ -125,3 +125,43 @@ def test_sensitivity_nonpositive_loss_change_is_not_free() -> None:
                       measure=lambda n, r: vals[n] * float((units[int(n[1])].spectrum[r:] ** 2
                                                            ).sum()), grid=(0.5,))
     assert got["l0"] is None or got["l0"] > 1
+
+
+def test_sensitivity_measure_no_replay_for_shared_blocks() -> None:
+    """A block run twice per forward (shared weights) is not replayed: exact values."""
+    import importlib
+
+    from torch import nn
+
+    from rankfold.nn.calibration import prepare_calibration, substitute
+    from rankfold.nn.methods import svd_method
+
+    C = importlib.import_module("rankfold.nn.compress")
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.layers = nn.ModuleList([nn.Linear(12, 12), nn.Linear(12, 12)])
+            for p in self.parameters():
+                p.data = torch.randn(p.shape, generator=g) * 0.5
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(2):  # the stack is applied twice
+                for blk in self.layers:
+                    x = torch.tanh(blk(x))
+            return x
+
+    model = Shared()
+    data = [torch.randn(20, 12, generator=torch.Generator().manual_seed(1))]
+    mods = {"layers.0": model.layers[0], "layers.1": model.layers[1]}
+    decomps = {n: svd_method(C._context(n, m, None, None, {})) for n, m in mods.items()}
+    measure = C._make_measure(model, mods, decomps, prepare_calibration(data, model), 1,
+                              None, "t")
+    rep = C.build_module(mods["layers.1"], decomps["layers.1"].factors(1))
+    with torch.no_grad():
+        ref = model(data[0])
+        with substitute({mods["layers.1"]: rep}):
+            out = model(data[0])
+    want = float(((out - ref).double() ** 2).sum() / (ref.double() ** 2).sum())
+    assert measure("layers.1", 1) == pytest.approx(want, rel=1e-6)

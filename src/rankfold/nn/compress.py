@@ -285,7 +285,7 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
     batch; a measurement for a layer in block ``i`` replays blocks ``0 .. i-1`` from
     the record, so only the blocks from ``i`` on are recomputed.
     """
-    from ._sequential import find_blocks
+    from ._sequential import _no_cache, find_blocks
 
     batches = []
     for i, b in enumerate(calib):
@@ -306,12 +306,14 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
             if head.isdigit():
                 block_of[n] = int(head)
     recorded: list[list[Any]] = [[None] * len(blocks) for _ in batches]
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), _eval_mode(model), _no_cache(model):
         handles = []
         cur = [0]
+        calls = [[0] * len(blocks) for _ in batches]
         for j, blk in enumerate(blocks):
             def rec(m: nn.Module, a: tuple, o: Any, j: int = j) -> None:
                 recorded[cur[0]][j] = o
+                calls[cur[0]][j] += 1
             handles.append(blk.register_forward_hook(rec))
         try:
             base = 0.0
@@ -325,15 +327,15 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
         finally:
             for h in handles:
                 h.remove()
-    if any(o is None for rec_b in recorded for o in rec_b):
-        block_of = {}  # some block did not run on every batch: no replay
+    if any(c != 1 for calls_b in calls for c in calls_b):
+        block_of = {}  # a block skipped or run twice (shared weights): no replay
 
     def measure(name: str, rank: int) -> float:
         mod = modules[name]
         rep = build_module(mod, decomps[name].factors(rank))
         skip = blocks[:block_of.get(name, 0)]
         total = num = den = 0.0
-        with torch.no_grad(), _eval_mode(model), substitute({mod: rep}):
+        with torch.no_grad(), _eval_mode(model), _no_cache(model), substitute({mod: rep}):
             for i, b in enumerate(batches):
                 with _skip_blocks(skip, recorded[i]):
                     if use_loss:
