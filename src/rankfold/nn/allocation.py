@@ -10,8 +10,9 @@ returns ``name -> rank`` where ``None`` keeps the layer dense.
 ``energy``       one global threshold on the fraction of spectral energy (sum s_i^2) kept
 ``welore``       one global threshold on min-max normalised singular values [1]_; a layer
                  stays dense unless enough of its spectrum falls below it
-``sensitivity``  global greedy on the measured calibration-loss increase per layer and
-                 rank (or the change of the model's output when there is no loss) [2]_
+``sensitivity``  each layer measured alone at one rank (change of the model's output,
+                 or of ``loss_fn``), extrapolated to every rank with the layer's spectrum;
+                 global greedy on the increase per parameter saved [2]_
 ===============  =========================================================================
 
 References
