@@ -35,8 +35,8 @@ from .._errors import InvalidParameterError
 __all__ = ["Unit", "ALLOCATIONS", "get_allocation", "SENSITIVITY_GRID"]
 
 #: fractions of a layer's parameters kept at which "sensitivity" measures each layer (the
-#: loss at other ranks is extrapolated with the layer's spectrum; on MiniLM one point
-#: matched the former 8-point grid at an eighth of the cost)
+#: loss at other ranks is extrapolated with the layer's spectrum; on MiniLM one point on
+#: one batch matched the former 8 points on 2 batches: 0.894 cosine at 40% both)
 SENSITIVITY_GRID = (0.5,)
 
 
