@@ -474,7 +474,17 @@ def main() -> int:
     versions = f"torch {torch.__version__}, numpy {np.__version__}, tensorly {tensorly.__version__}"
     if "pyttb" in _peers():
         versions += f", pyttb {_peers()['pyttb'].__version__}"
-    header = (f"Threads: {THREADS} (torch.set_num_threads); dtype float64 unless noted; "
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                         if i.get("user_api") == "blas")
+    except ImportError:  # pragma: no cover
+        blas = "?"
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    header = (f"Threads: torch {THREADS} (torch.set_num_threads; rankfold drops to 1 for "
+              f"small sweeps), numpy BLAS threads: {blas}"
+              f"{f' (OPENBLAS_NUM_THREADS={env})' if env else ''}; dtype float64 unless noted; "
               f"{versions}; median of {repeats} run(s) for CP, {slow_repeats} for the other "
               f"parts. Machine: {platform.machine()}, "
               f"{os.cpu_count()} cores, load average {load:.1f} at start; shared with other "
