@@ -107,13 +107,16 @@ def partial_contract(X: torch.Tensor, factors: Sequence[torch.Tensor | None]) ->
     if not modes:
         raise ValueError("partial_contract needs at least one factor")
     K = X.ndim
-    # largest mode first; among ties prefer an end mode (a GEMM on a view, no copy)
-    first = max(modes, key=lambda k: (X.shape[k], k in (0, K - 1), k))
+    # largest mode first; among ties prefer an end mode (a GEMM on a view, no copy), mode 0
+    # first. Both GEMMs are written as A^T @ (view), the orientation MKL runs fastest for
+    # a short-and-wide result (measured: 100^3 x rank 10 on one thread, 0.9-1.1 ms vs
+    # 1.7-2.9 ms for X_(n)^T @ A)
+    first = max(modes, key=lambda k: (X.shape[k], k in (0, K - 1), -k))
     A = factors[first]
     if first == K - 1:
-        T = (X.reshape(-1, X.shape[-1]) @ A).reshape(*X.shape[:-1], A.shape[1])  # type: ignore[operator]
+        T = (A.T @ X.reshape(-1, X.shape[-1]).T).T.reshape(*X.shape[:-1], A.shape[1])  # type: ignore[union-attr]
     elif first == 0:
-        T = (X.reshape(X.shape[0], -1).T @ A).reshape(*X.shape[1:], A.shape[1])  # type: ignore[operator]
+        T = (A.T @ X.reshape(X.shape[0], -1)).T.reshape(*X.shape[1:], A.shape[1])  # type: ignore[union-attr]
     else:
         T = torch.tensordot(X, A, dims=([first], [0]))  # type: ignore[arg-type]
     kept = [k for k in range(K) if k != first]
