@@ -376,7 +376,8 @@ def main() -> int:
     rows_path = Path(args.rows) if args.rows else (
         ROWS.with_name("funbat_rows_quick.jsonl") if args.quick else ROWS)
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/funbat.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/funbat.py " + " ".join(
+        a for a in sys.argv[1:] if a not in ("--render-only", "--no-timing", "--no-memory"))
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -412,7 +413,17 @@ def main() -> int:
                 and (r["rank"] in ranks or r["rank"] in (None, 1)) and _key(r) not in seen):
             seen.add(_key(r))
             rows.append(r)
-    n_expected = len(_tasks(datasets, folds, ranks, methods))
+    expected = _tasks(datasets, folds, ranks, methods)
+    n_expected = len(expected)
+    have = {_key(r) for r in rows}
+    missing: dict[str, list[int]] = {}
+    too_dense = {ds for ds in datasets if math.prod(load_funbat(ds, 0).shape) > DENSE_LIMIT}
+    for ds, fold, method, rank in expected:
+        if (ds, fold, _LABEL[method], rank or 0) not in have and not (
+                method.startswith("tensorly_") and ds in too_dense):
+            missing.setdefault(f"{LABELS.get(ds, ds)}: {_LABEL[method]} R={rank}",
+                               []).append(fold)
+    meta["missing"] = missing
     latent = {f"{r['method']} R={r['rank']}": r["latent_correlation"] for r in rows
               if "latent_correlation" in r}
     meta["runs"] = len(rows)
@@ -524,9 +535,14 @@ def render_markdown(meta: dict[str, Any], table: list[dict[str, Any]],
              "RMSE / MAE: mean +- std over folds; time: median seconds per fit (wall clock, "
              "niced, on a machine shared with other jobs: compare within a table only). "
              "Every finished run is checkpointed in "
-             "`benchmarks/results/funbat_rows.jsonl`; rerunning the command skips them.", ""]
-    if not meta.get("complete"):
-        lines += ["Partial run: the tables hold the datasets finished so far.", ""]
+             "`benchmarks/results/funbat_rows.jsonl`; rerunning the command skips them (the "
+             "recorded run was shared by several niced processes, each with a "
+             "`--methods` / `--datasets` / `--ranks` subset, on a machine with load 10-20). "
+             "Timing and memory goals: `python benchmarks/funbat.py --scaling-only "
+             "--repeats 3` under the benchmark lock.", ""]
+    if meta.get("missing"):
+        lines += ["Not run (folds): " + "; ".join(f"{k} {v}" for k, v in
+                                                 meta["missing"].items()) + ".", ""]
     for ds in datasets:
         sel = [t for t in table if t["dataset"] == ds]
         if not sel:
