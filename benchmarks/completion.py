@@ -633,6 +633,15 @@ def write_doc(res: dict[str, Any]) -> None:
             lines += ["", "Spark's native BLAS was not found (netlib falls back to its Java "
                       "implementation), as in a plain `pip install pyspark`. Cold-start NaNs "
                       f"from Spark: {sp_.get('cold_start_nan', 0)}."]
+        for o in sc.get("other_runs", []):
+            lines += ["", f"Another paired run of the same code ({o['date']}, load average "
+                      f"{o['load_average_start']:.1f} at start, {o['load_average_end']:.1f} "
+                      f"at end): rankfold cholesky {o['rankfold_s']:.1f} s ("
+                      f"{o['spark_s'] / o['rankfold_s']:.1f}x; CPU {o['rankfold_cpu_s']:.0f} s"
+                      f"), cholesky_bf16 {o['bf16_s']:.1f} s "
+                      f"({o['spark_s'] / o['bf16_s']:.1f}x), Spark {o['spark_s']:.1f} s (CPU "
+                      f"{o['spark_cpu_s']:.0f} s); test RMSE {o['rankfold_rmse']:.4f} / "
+                      f"{o['bf16_rmse']:.4f} / {o['spark_rmse']:.4f}."]
         if sc.get("notes"):
             lines += ["", sc["notes"]]
         lines.append("")
