@@ -270,12 +270,12 @@ def auto_threshold(d: int, n_other: int, opts: SolverOptions) -> int:
     """Smallest row count for which ``solver="auto"`` uses the sketched solve.
 
     Measured on CPU (benchmarks/completion.py, part "sketch"): the exact batched solve
-    was faster at every tested size (16,384 observations per row at rank 64, rank 256
-    at 4,096 per row, and a spot check at rank 512),
-    because both are bound by reading the gathered design once, and the Gram matrix is
-    a GEMM while the sketch and each PCG step are further passes over it. The sketch
-    only wins asymptotically (``c >> k`` with a large ``k``), so "auto" uses it only
-    for rank >= ``auto_min_rank`` and rows with at least
+    was faster at every tested size (ranks 16-512, 256-65,536 observations per row;
+    closest at rank 256 with 4,096 per row, sketch / exact = 1.18). The Gram matrix is
+    one GEMM near peak, while the sketch, each PCG step and the ``4k x k`` QR are
+    further passes or ``k^3`` work; the ratio fell with the rank up to 256 and rose
+    again at 512. The sketch can only win asymptotically (``c >> k`` with a large
+    ``k``), so "auto" uses it only for rank >= ``auto_min_rank`` and rows with at least
     ``max(auto_min_count, auto_factor k log n)`` observations.
     """
     if d < opts.auto_min_rank:
