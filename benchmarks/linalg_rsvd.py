@@ -402,9 +402,10 @@ def markdown(res: dict[str, Any], command: str) -> str:
                        f" | {r['seconds']:.3f} | {r['error_over_best']:.4f}"
                        f"{'' if r['reached'] else ' (not reached)'} | {sp_txt} |")
         if d["speedup_vs_best_peer"] is not None:
-            out += ["", f"Best rankfold setting ({d['best_rankfold']}) is "
-                    f"**{d['speedup_vs_best_peer']:.2f}x** faster than the fastest peer "
-                    f"({d['best_peer']}); goal >= 3x."]
+            out += ["", f"Speed-up of the best rankfold setting ({d['best_rankfold']}) over "
+                    f"the fastest peer ({d['best_peer']}): "
+                    f"**{d['speedup_vs_best_peer']:.2f}x** (below 1: rankfold is slower); "
+                    "goal >= 3x."]
         out.append("")
     if "spmm" in res:
         d = res["spmm"]
