@@ -50,7 +50,9 @@ def _run_one(method: str, allocation: str) -> None:
         out = model(data[0])
     assert torch.isfinite(out).all()
     assert float((out - ref).norm() / ref.norm()) < 1.0
-    assert any(isinstance(m, LowRankLinear) for m in model.modules())
+    # "nystrom" prunes the fc1/fc2 pair (smaller nn.Linear layers) instead of factorizing
+    assert any(isinstance(m, LowRankLinear) or getattr(m, "rankfold_pruned", False)
+               for m in model.modules())
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

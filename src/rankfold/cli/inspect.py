@@ -43,7 +43,8 @@ def layer_spectra(model: Any, targets: str | None = None) -> list[dict[str, Any]
             if any(name.startswith(n + ".") for n in [r["layer"] for r in out]):
                 continue
             W = dense_matrix(mod).detach()
-            rank, method = None, None
+            # layers pruned by "nystrom"'s MLP-pair form stay dense at their new shape
+            rank, method = None, getattr(mod, "rankfold_method", None)
         else:
             continue
         if name.endswith((".first", ".second")):

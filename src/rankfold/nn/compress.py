@@ -57,6 +57,7 @@ from .methods import (
     output_error,
     refit_update,
 )
+from .pairs import PairDecomposition, build_pair, find_pairs, pair_decomposition, swapped
 from .targets import find_targets
 
 __all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METHOD",
@@ -262,6 +263,40 @@ def _replace(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
         raise
 
 
+def _pair_unit(down: str, ups: list[str], modules: dict[str, nn.Module],
+               spectrum: torch.Tensor) -> Unit:
+    """An MLP pair as one allocation unit; its "rank" is the kept intermediate channels."""
+    md = modules[down]
+    m, h = dense_matrix(md).shape
+    dense = sum(p.numel() for n in [*ups, down] for p in modules[n].parameters(recurse=False))
+    per = m + sum(dense_matrix(modules[u]).shape[1]
+                  + (0 if getattr(modules[u], "bias", None) is None else 1) for u in ups)
+    fixed = 0 if getattr(md, "bias", None) is None else md.bias.numel()
+    return Unit(down, dense, per, fixed, h - 1, spectrum)
+
+
+def _pair_rows(dec: PairDecomposition, modules: dict[str, nn.Module], k: int | None,
+               new_modules: dict[str, nn.Module]) -> list[LayerReport]:
+    """Report rows of a pruned pair (``rank`` = kept channels of ``full_rank`` = h)."""
+    h = dec.C.shape[0]
+    if k is not None:
+        new_modules.update(build_pair(dec, modules, k))
+    rows = []
+    for n in [*dec.ups, dec.down]:
+        m = modules[n]
+        shape = tuple(dense_matrix(m).shape)
+        before = sum(p.numel() for p in m.parameters(recurse=False))
+        fl = shape[0] * shape[1]
+        if k is None:
+            rows.append(LayerReport(n, "linear", shape, None, h, before, before, fl, fl, 0.0))
+            continue
+        after = sum(p.numel() for p in new_modules[n].parameters(recurse=False))
+        fl_after = k * (shape[1] if n != dec.down else shape[0])
+        err = dec.rel_error(k) if n == dec.down else 0.0
+        rows.append(LayerReport(n, "linear", shape, k, h, before, after, fl, fl_after, err))
+    return rows
+
+
 # ------------------------------------------------------------------ sensitivity
 
 @contextlib.contextmanager
@@ -278,7 +313,9 @@ def _skip_blocks(blocks: list[nn.Module], outputs: list[Any]) -> Any:
 
 def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
                   decomps: dict[str, Decomposition], calib: Calibration, n_batches: int,
-                  loss_fn: Callable | None, func: str) -> Callable[[str, int], float]:
+                  loss_fn: Callable | None, func: str,
+                  pair_decs: dict[str, PairDecomposition] | None = None
+                  ) -> Callable[[str, int], float]:
     """``measure(name, rank)``: loss (or output) change with that one layer truncated.
 
     The dense outputs of the model's blocks (``find_blocks``) are recorded once per
@@ -332,10 +369,15 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
 
     def measure(name: str, rank: int) -> float:
         mod = modules[name]
-        rep = build_module(mod, decomps[name].factors(rank))
-        skip = blocks[:block_of.get(name, 0)]
+        if pair_decs and name in pair_decs:  # pruned shapes: really swapped in, then back
+            ctx = swapped(model, build_pair(pair_decs[name], modules, rank))
+            skip = blocks[:min(block_of.get(n, 0) for n in
+                               [name, *pair_decs[name].ups])]
+        else:
+            ctx = substitute({mod: build_module(mod, decomps[name].factors(rank))})
+            skip = blocks[:block_of.get(name, 0)]
         total = num = den = 0.0
-        with torch.no_grad(), _eval_mode(model), _no_cache(model), substitute({mod: rep}):
+        with torch.no_grad(), _eval_mode(model), _no_cache(model), ctx:
             for i, b in enumerate(batches):
                 with _skip_blocks(skip, recorded[i]):
                     if use_loss:
@@ -557,10 +599,27 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
                                          if not isinstance(m, nn.Embedding)}, calib,
                                  loss_fn, func=func)
     options = dict(method_options or {})
+    pairs: dict[str, list[str]] = {}
+    if method == "nystrom" and calib is not None and options.pop("pairs", True):
+        pairs = find_pairs(model, modules, calib)
+        pairs = {d: us for d, us in pairs.items() if stats.get(d) is not None
+                 and stats[d].gram is not None}
+    in_pair = {u: d for d, us in pairs.items() for u in us}
+    pair_decs: dict[str, PairDecomposition] = {}
     fn = METHODS[method]
     ctxs, decomps, units = {}, {}, []
     with progress(f"{func}: {method}", total=len(modules), enabled=show_progress) as bar:
         for n, m in modules.items():
+            if n in in_pair:
+                bar.advance(1)
+                continue
+            if n in pairs:
+                pair_decs[n] = pair_decomposition(
+                    n, pairs[n], m, stats[n].second_moment,
+                    float(options.get("ridge_lambda", 1e-2)))
+                units.append(_pair_unit(n, pairs[n], modules, pair_decs[n].spectrum))
+                bar.advance(1)
+                continue
             ctxs[n] = _context(n, m, stats.get(n), fisher.get(n), options)
             if method == "fwsvd" and ctxs[n].kind == "embedding":
                 ctxs[n].fisher = torch.ones(1, dtype=torch.float64)
@@ -576,7 +635,7 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
     measure = None
     if allocation == "sensitivity":
         measure = _make_measure(model, modules, decomps, calib, sensitivity_batches, loss_fn,
-                                func)
+                                func, pair_decs)
     with progress(f"{func}: allocation ({allocation})", total=None, enabled=show_progress):
         ranks = ALLOCATIONS[allocation](units, keep, measure=measure)
 
@@ -590,6 +649,9 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
     for u in units:
         n, m, r = u.name, modules[u.name], ranks[u.name]
         full = min(dense_matrix(m).shape)
+        if n in pair_decs:
+            rows += _pair_rows(pair_decs[n], modules, r, new_modules)
+            continue
         if r is None:
             rows.append(LayerReport(n, _kind(m), tuple(dense_matrix(m).shape), None, full,
                                     u.dense_params, u.dense_params, _flops(m, None),

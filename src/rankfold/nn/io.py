@@ -2,7 +2,9 @@
 
 ``save_compressed(model, dir)`` writes ``model.safetensors`` (the whole state dict,
 shared tensors stored once), ``rankfold_compression.json`` (every factorized module:
-its type, rank, bias flags and the method that made it, plus the model class) and, for
+its type, rank, bias flags and the method that made it; every layer pruned by the
+"nystrom" MLP-pair form: "PrunedLinear" / "PrunedConv1D" with its new shape; plus the
+model class) and, for
 a transformers model, its ``config.json``. Every file is written atomically.
 
 ``load_compressed(base, dir)`` rebuilds the factorized modules onto a freshly built
@@ -21,7 +23,7 @@ from torch import nn
 
 from .._errors import DataFileError, InvalidParameterError
 from .._io import atomic_path, atomic_write_text
-from .layers import LowRankConv2d, LowRankEmbedding, LowRankLinear, dense_matrix
+from .layers import LowRankConv2d, LowRankEmbedding, LowRankLinear, dense_matrix, is_conv1d
 
 __all__ = ["save_compressed", "load_compressed", "CONFIG_NAME", "WEIGHTS_NAME"]
 
@@ -33,6 +35,12 @@ _TYPES = {"LowRankLinear": LowRankLinear, "LowRankConv2d": LowRankConv2d,
 
 
 def _entry(mod: nn.Module) -> dict[str, Any]:
+    if getattr(mod, "rankfold_pruned", False):  # a pruned MLP layer (method "nystrom")
+        m, n = dense_matrix(mod).shape
+        return {"type": "PrunedConv1D" if is_conv1d(mod) else "PrunedLinear",
+                "out_features": int(m), "in_features": int(n),
+                "bias": getattr(mod, "bias", None) is not None,
+                "method": getattr(mod, "rankfold_method", None)}
     e: dict[str, Any] = {"type": type(mod).__name__, "rank": int(mod.rank),
                          "method": getattr(mod, "rankfold_method", None)}
     if isinstance(mod, LowRankEmbedding):
@@ -67,7 +75,8 @@ def save_compressed(model: nn.Module, directory: str | Path) -> Path:
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    modules = {n: _entry(m) for n, m in model.named_modules() if type(m) in _TYPES.values()}
+    modules = {n: _entry(m) for n, m in model.named_modules()
+               if type(m) in _TYPES.values() or getattr(m, "rankfold_pruned", False)}
     cls = type(model)
     meta = {"format": FORMAT, "model_class": f"{cls.__module__}.{cls.__qualname__}",
             "modules": modules}
@@ -122,10 +131,24 @@ def _build_base(model_or_config: Any, directory: Path, meta: dict[str, Any]) -> 
 def _empty(base: nn.Module, e: dict[str, Any], name: str) -> nn.Module:
     W = dense_matrix(base)
     kw = {"device": W.device, "dtype": W.dtype}
+    t = e.get("type")
+    if t in ("PrunedLinear", "PrunedConv1D"):
+        m, n = e.get("out_features"), e.get("in_features")
+        if not all(isinstance(v, int) and v >= 1 for v in (m, n)):
+            raise DataFileError(f"Bad shape {m!r} x {n!r} for module '{name}' in "
+                                f"{CONFIG_NAME}.")
+        if t == "PrunedConv1D" and is_conv1d(base):
+            new = type(base)(m, n).to(**kw)
+        elif t == "PrunedLinear" and isinstance(base, nn.Linear):
+            new = nn.Linear(n, m, bias=bool(e.get("bias")), **kw)
+        else:
+            raise DataFileError(f"Module '{name}' in {CONFIG_NAME} has type {t!r}, which "
+                                f"does not fit the base model's {type(base).__name__}.")
+        new.rankfold_pruned = True
+        return new
     r = e.get("rank")
     if not isinstance(r, int) or r < 1:
         raise DataFileError(f"Bad rank {r!r} for module '{name}' in {CONFIG_NAME}.")
-    t = e.get("type")
     if t == "LowRankLinear":
         m, n = W.shape
         return LowRankLinear(n, m, r, bias=bool(e.get("bias")),
@@ -174,7 +197,7 @@ def load_compressed(model_or_config: Any, directory: str | Path) -> nn.Module:
         except AttributeError as exc:
             raise DataFileError(f"The base model has no module '{name}' named in "
                                 f"{CONFIG_NAME}.") from exc
-        if type(old) in _TYPES.values():
+        if type(old) in _TYPES.values() or getattr(old, "rankfold_pruned", False):
             raise DataFileError(f"Module '{name}' of the base model is already factorized; "
                                 "pass a freshly built dense model.")
         new[name] = _empty(old, e, name)
