@@ -337,7 +337,7 @@ def main() -> int:
                     help="subset of " + ",".join(METHODS))
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--gp-subsample", type=int, default=None)
-    ap.add_argument("--l2-grid", default="0.1,1,10",
+    ap.add_argument("--l2-grid", default="0.01,0.03,0.1,1",
                     help="ridge penalties tried for the rankfold discrete baselines")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the baselines")
     ap.add_argument("--rows", default=None,
