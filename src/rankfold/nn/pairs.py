@@ -47,6 +47,18 @@ def _grandparent(name: str) -> str:
     return ".".join(parts[:-2])
 
 
+def _few_rows(batch: Any, rows: int = 2) -> Any:
+    """The first ``rows`` samples of a tensor / dict-of-tensors batch (probes are cheap)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:rows] if batch.dim() >= 2 else batch
+    if isinstance(batch, dict) and batch and all(
+            isinstance(v, torch.Tensor) and v.dim() >= 1 for v in batch.values()):
+        n = {v.shape[0] for v in batch.values()}
+        if len(n) == 1:
+            return {k: v[:rows] for k, v in batch.items()}
+    return batch
+
+
 def find_pairs(model: nn.Module, modules: dict[str, nn.Module], calib: Calibration,
                *, seed: int = 0) -> dict[str, list[str]]:
     """Verified pairs: down-layer name -> its up-layer names (module order).
@@ -70,7 +82,7 @@ def find_pairs(model: nn.Module, modules: dict[str, nn.Module], calib: Calibrati
                 cands.setdefault(u, []).append(d)
     if not cands:
         return {}
-    batch = next(iter(calib))
+    batch = _few_rows(next(iter(calib)))
     watch = sorted({d for ds in cands.values() for d in ds} | set(cands))
     outs: dict[str, Any] = {}
     ins: dict[str, Any] = {}
