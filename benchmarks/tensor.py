@@ -393,9 +393,8 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
                       "saw. rankfold and TensorLy get the same sweep budget; the '(equal "
                       "time)' rows give TensorLy the number of sweeps (pyttb the number of "
                       "L-BFGS-B iterations) it could run in rankfold's exact-ALS time at its "
-                      "own pace. TensorLy's measured time at that budget stays above "
-                      "rankfold's because its fixed costs (SVD init of the masked tensor, "
-                      "mask handling) alone exceed rankfold's whole fit. pyttb's gcp_opt "
+                      "own pace (pyttb's is omitted when its converged run was already "
+                      "faster than rankfold's). pyttb's gcp_opt "
                       "(Gaussian loss with a mask, all-at-once L-BFGS-B from a seeded random "
                       "start) runs to its own convergence test or 300 iterations.", ""]
     if "sparse" in results and "rows" in results["sparse"]:
@@ -427,8 +426,8 @@ def _markdown(results: dict[str, Any], command: str, header: str) -> str:
                   f"the dense tensor: {s['n']}^3 float64 = {gb:.1f} GB, the mask another "
                   f"{gb / 8:.1f} GB as bool ({gb:.1f} GB as float64, which gcp_opt uses), "
                   f"and TensorLy's EM imputation a reconstruction of {gb:.1f} GB: at least "
-                  f"{2 * gb + gb / 8:.0f} GB, more than this machine's 23 GB RAM can spare "
-                  f"beside the inputs. rankfold never forms the tensor: memory is "
+                  f"{2 * gb + gb / 8:.0f} GB (this machine has 23 GB; not attempted). "
+                  f"rankfold never forms the tensor: memory is "
                   f"O(nnz x rank) (plus dense I_k x I_k Gram matrices for modes of size "
                   f"<= 4096 in the start; larger modes use Lanczos).", ""]
     return "\n".join(lines) + "\n"
