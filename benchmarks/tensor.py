@@ -488,7 +488,8 @@ def main() -> int:
               f"parts. Machine: {platform.machine()}, "
               f"{os.cpu_count()} cores, load average {load:.1f} at start; shared with other "
               f"jobs (absolute times are noisy, ratios come from the same process).")
-    command = "python benchmarks/tensor.py" + (" --quick" if args.quick else "") + \
+    prefix = f"OPENBLAS_NUM_THREADS={env} " if env else ""
+    command = prefix + "python benchmarks/tensor.py" + (" --quick" if args.quick else "") + \
         (f" --parts {args.parts}" if args.parts != "cp,tucker,masked,sparse" else "") + \
         (f" --repeats {args.repeats}" if args.repeats else "")
     for part in results.values():
@@ -504,7 +505,7 @@ def main() -> int:
         except (OSError, ValueError):
             merged = {}
     merged.update(results)
-    command = "python benchmarks/tensor.py" + (" --quick" if args.quick else "")
+    command = prefix + "python benchmarks/tensor.py" + (" --quick" if args.quick else "")
     md = _markdown(merged, command, header)
     if args.quick:  # a smoke run: print, keep the recorded full results
         print(md)
