@@ -34,7 +34,7 @@ from .._validation import check_bool, check_float, check_int, check_option
 from ._common import as_dense_tensor, check_mask, fill_missing
 from ._formats import CPTensor
 from ._rowsolve import nonneg_rows, serial, small_work_serial, solve_rows
-from ._unfold import contract_kept, partial_contract, unfold
+from ._unfold import contract_kept, partial_contract, sq_norm, unfolding_gram
 from .complete import _check_init_cp, _random_cp
 
 __all__ = ["cp", "CPResult", "MISSING_METHODS"]
@@ -118,8 +118,7 @@ def _svd_init(X: torch.Tensor, rank: int, gen: torch.Generator, nonneg: bool
     """Leading left singular vectors of each unfolding (random columns beyond I_k)."""
     fs = []
     for k in range(X.ndim):
-        Xk = unfold(X, k)
-        gram = Xk @ Xk.T
+        gram = unfolding_gram(X, k)
         with serial():
             _, V = torch.linalg.eigh(gram)
         V = V.flip(-1)[:, :min(rank, X.shape[k])]
@@ -133,7 +132,7 @@ def _svd_init(X: torch.Tensor, rank: int, gen: torch.Generator, nonneg: bool
 
 def _dense_als(X: torch.Tensor, st: _State, *, n_iter_max: int, tol: float, l2_reg: float,
                nonneg: bool, line_search: bool) -> tuple[list[float], int, bool]:
-    normX2 = float(torch.sum(X * X))
+    normX2 = sq_norm(X)
     normX = math.sqrt(normX2) if normX2 > 0 else 1.0
     history: list[float] = []
     prev: list[torch.Tensor] | None = None
@@ -309,20 +308,20 @@ def cp(X: Any, rank: int, *, mask: Any = None, init: str | CPTensor = "svd",
     if tol > 0:  # changes below the dtype's resolution are noise
         tol = max(tol, 4 * torch.finfo(t.dtype).eps)
 
-    Xf = fill_missing(t, m)
-    if isinstance(init, CPTensor):
-        n = init.to(dtype=t.dtype, device=t.device).normalize()
-        w, fs = n._w.clone(), [f.clone() for f in n._f]
-    elif init == "svd":
-        w, fs = _svd_init(Xf, R, gen, nonneg)  # type: ignore[arg-type]
-    else:
-        w, fs = _random_cp(t.shape, R, Xf.reshape(-1), gen, nonneg)  # type: ignore[arg-type]
-    st = _State(w, fs)
     opts = dict(n_iter_max=n_iter_max, tol=tol, l2_reg=l2_reg, nonneg=nonneg,
                 line_search=line_search)
     masked = m is not None and not bool(m.all())
     work = t.numel() * R * t.ndim * (R if masked and missing == "als" else 2)
     with small_work_serial(work, t.device):
+        Xf = fill_missing(t, m)
+        if isinstance(init, CPTensor):
+            n = init.to(dtype=t.dtype, device=t.device).normalize()
+            w, fs = n._w.clone(), [f.clone() for f in n._f]
+        elif init == "svd":
+            w, fs = _svd_init(Xf, R, gen, nonneg)  # type: ignore[arg-type]
+        else:
+            w, fs = _random_cp(t.shape, R, Xf.reshape(-1), gen, nonneg)  # type: ignore[arg-type]
+        st = _State(w, fs)
         if not masked:
             hist, it, conv = _dense_als(t, st, **opts)  # type: ignore[arg-type]
         else:
