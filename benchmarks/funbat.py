@@ -376,8 +376,8 @@ def main() -> int:
     rows_path = Path(args.rows) if args.rows else (
         ROWS.with_name("funbat_rows_quick.jsonl") if args.quick else ROWS)
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/funbat.py " + " ".join(
-        a for a in sys.argv[1:] if a not in ("--render-only", "--no-timing", "--no-memory"))
+    cmd = " ".join(["python benchmarks/funbat.py"] + [
+        a for a in sys.argv[1:] if a not in ("--render-only", "--no-timing", "--no-memory")])
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
