@@ -48,7 +48,8 @@ def test_leading_subspace_is_orthonormal_svd_subspace(shape):
 def test_hooi_sketch_start_reaches_sthosvd_start_fit():
     rng = np.random.default_rng(3)
     core = rng.standard_normal((3, 4, 5))
-    fs = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip((30, 31, 32), (3, 4, 5))]
+    fs = [np.linalg.qr(rng.standard_normal((n, r)))[0]
+          for n, r in zip((30, 31, 32), (3, 4, 5), strict=True)]
     X = np.einsum("abc,ia,jb,kc->ijk", core, *fs)
     X = X + 0.01 * rng.standard_normal(X.shape) * np.linalg.norm(X) / np.sqrt(X.size)
     a = tucker(X, (3, 4, 5), method="hooi", init="randomized", n_iter_max=10, conv_tol=0.0,
@@ -58,5 +59,5 @@ def test_hooi_sketch_start_reaches_sthosvd_start_fit():
     best = 1 - np.linalg.norm(X - np.einsum("abc,ia,jb,kc->ijk", core, *fs)) / np.linalg.norm(X)
     assert a.history[-1] >= best - 1e-9
     f = tm._sketch_factors(torch.from_numpy(X), (3, 4, 5), torch.Generator().manual_seed(0))
-    for U, r in zip(f, (3, 4, 5)):
+    for U, r in zip(f, (3, 4, 5), strict=True):
         torch.testing.assert_close(U.T @ U, torch.eye(r, dtype=U.dtype), atol=1e-10, rtol=0)
