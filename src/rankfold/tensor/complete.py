@@ -602,12 +602,52 @@ def _core_update(idx: torch.Tensor, y: torch.Tensor, factors: Sequence[torch.Ten
     return x.reshape(core.shape)
 
 
+def _balance(core: torch.Tensor, factors: list[torch.Tensor]) -> torch.Tensor:
+    """Rescale the factors (in place) and the core, leaving the model unchanged, so that
+    ``||core||^2 = ||U_1||^2 = ... = ||U_K||^2`` (Frobenius).
+
+    Of all scalar gauges ``U_k -> s_k U_k``, ``core -> core / prod s_k`` this one minimises
+    the ridge penalty ``||core||^2 + sum_k ||U_k||^2`` (at the optimum every term equals
+    ``(||core||^2 prod_k ||U_k||^2)^(1/(K+1))``), so applying it between the exact ridge
+    solves never raises the regularised objective. Orthonormal factors instead put the
+    whole scale into the core: the ridge then acts on parameters of wildly different
+    sizes, and re-orthonormalising after each ridge solve changes the objective (the fit
+    oscillated and stalled near the mean on non-centred, non-uniformly sampled data).
+    """
+    K = len(factors)
+    g2 = float(torch.linalg.vector_norm(core)) ** 2
+    f2 = [float(torch.linalg.vector_norm(f)) ** 2 for f in factors]
+    if not (g2 > 0 and all(v > 0 for v in f2)) or not math.isfinite(g2 * math.prod(f2)):
+        return core
+    logt = (math.log(g2) + sum(math.log(v) for v in f2)) / (K + 1)
+    total = 0.0
+    for k in range(K):
+        ls = 0.5 * (logt - math.log(f2[k]))  # log s_k
+        factors[k] = factors[k] * math.exp(ls)
+        total += ls
+    return core * math.exp(-total)
+
+
+def _orthonormalize(core: torch.Tensor, factors: Sequence[torch.Tensor]
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Orthonormal factors (thin QR), the triangular parts moved into the core."""
+    out = list(factors)
+    for n, A in enumerate(factors):
+        if A.shape[0] >= A.shape[1]:
+            with serial():
+                Q, Rm = torch.linalg.qr(A)
+            out[n] = Q
+            core = torch.movedim(torch.tensordot(Rm, core, dims=([1], [n])), 0, n)
+    return core, out
+
+
 def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                       core: torch.Tensor, factors: list[torch.Tensor], *, n_iter_max: int,
                       tol: float, l2_reg: float, func: str,
                       history: list[float] | None = None
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[float], int, bool]:
-    """Row-wise ALS for Tucker on observed entries; factors kept orthonormal.
+    """Row-wise ALS for Tucker on observed entries (ridge ``l2_reg`` on the core and the
+    factor rows, in the balanced gauge of :func:`_balance`); orthonormal factors returned.
 
     ``history`` continues an earlier run (its sweeps count towards ``n_iter_max``).
     """
@@ -618,6 +658,8 @@ def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
     converged = False
     it = len(history)
     chunk = max(256, (1 << 22) // max(1, math.prod(core.shape)))
+    factors = list(factors)
+    core = _balance(core, factors)
     for it in range(len(history) + 1, n_iter_max + 1):
         for n in range(K):
             Zs = []
@@ -627,15 +669,10 @@ def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
                                            for k, f in enumerate(factors)], n))
             Z = torch.cat(Zs)
             G, b = accumulate_normal(idx[:, n], Z, y, shape[n])
-            A = solve_rows(G, b, l2_reg)
-            if A.shape[0] >= A.shape[1]:
-                with serial():
-                    Q, Rm = torch.linalg.qr(A)
-                factors[n] = Q
-                core = torch.movedim(torch.tensordot(Rm, core, dims=([1], [n])), 0, n)
-            else:
-                factors[n] = A
+            factors[n] = solve_rows(G, b, l2_reg)
+            core = _balance(core, factors)
         core = _core_update(idx, y, factors, core, l2_reg)
+        core = _balance(core, factors)
         pred = torch.empty_like(y)
         for s in range(0, idx.shape[0], chunk):
             ch = idx[s:s + chunk]
@@ -650,6 +687,7 @@ def tucker_als_sparse(idx: torch.Tensor, y: torch.Tensor, shape: Sequence[int],
         if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
             converged = True
             break
+    core, factors = _orthonormalize(core, factors)
     return core, factors, history, it, converged
 
 
@@ -659,10 +697,12 @@ def tucker_complete(indices: Any, values: Any, shape: Sequence[int], ranks: Any,
     """Tucker completion from observed entries (the full tensor is never formed).
 
     Alternating least squares: each factor row solves a ridge least-squares problem over
-    its slice's observed entries (then the factor is re-orthonormalized, the triangular
-    part moving into the core), and the core solves the least-squares problem over all
-    observed entries (normal equations when ``prod(ranks) <= 64``, conjugate gradients
-    otherwise, warm-started from the current core).
+    its slice's observed entries, and the core solves the ridge least-squares problem over
+    all observed entries (normal equations when ``prod(ranks) <= 64``, conjugate gradients
+    otherwise, warm-started from the current core). Between the solves the core and the
+    factors are rescaled to equal Frobenius norms (the scalar gauge that minimises the
+    ridge penalty, so the regularised objective never increases); the factors are
+    orthonormalised (QR, the triangular parts moving into the core) only at the end.
 
     Parameters
     ----------
