@@ -122,6 +122,9 @@ def test_rank_must_be_below_min_dimension() -> None:
     ({"biases": 1}, "biases"), ({"dtype": "int8"}, "dtype"), ({"duplicates": "x"},
                                                                 "duplicates"),
     ({"generator": "seed"}, "generator"), ({"n_threads": 0}, "n_threads"),
+    ({"neighbors": -1}, "neighbors"), ({"neighbors": 2.5}, "neighbors"),
+    ({"neighbor_reg": -1.0}, "neighbor_reg"), ({"neighbor_reg": 0.0}, "neighbor_reg"),
+    ({"neighbor_scale": -0.5}, "neighbor_scale"),
 ])
 def test_bad_parameters_name_the_parameter(kwargs: dict, name: str) -> None:
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of ALS"):
@@ -210,10 +213,17 @@ def test_recommend_excludes_seen_items_and_ranks() -> None:
 def test_history_records_validation_rmse() -> None:
     df = ratings_frame(noise=0.3)
     train, test = train_test_split(df, 0.2, generator=0)
-    est = ALS(3, n_iter=6, tol=0.0, generator=0).fit(train, validation=test)
+    est = ALS(3, n_iter=6, tol=0.0, neighbors=0, generator=0).fit(train, validation=test)
     h = est.history_
     assert len(h["loss"]) == len(h["val_rmse"]) == len(h["time"]) == 6
     assert h["val_rmse"][-1] == pytest.approx(score(est, test).rmse, rel=1e-9)
+    assert "val_rmse_neighbors" not in h
+    # with the neighbourhood correction: val_rmse is the factor model's, and the final
+    # corrected RMSE is recorded separately
+    nb = ALS(3, n_iter=6, tol=0.0, generator=0).fit(train, validation=test)
+    assert nb.history_["val_rmse"] == h["val_rmse"]
+    assert nb.history_["val_rmse_neighbors"] == [pytest.approx(score(nb, test).rmse,
+                                                               rel=1e-9)]
     assert "val_rmse" not in ALS(3, n_iter=2, generator=0).fit(train).history_
     seen = []
     ALS(3, n_iter=3, tol=0.0, generator=0).fit(train, callback=lambda i, r: seen.append(i))

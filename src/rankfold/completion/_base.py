@@ -33,7 +33,8 @@ from ._data import (
     id_index,
     to_ratings,
 )
-from ._model import CompletionModel, predict_indices
+from ._model import CompletionModel, predict_indices, rmse_mae
+from ._neighbors import N_STORED, ItemNeighbors, item_neighbors, neighbor_correction
 from ._solvers import SolverOptions, build_layout, solve_side
 from ._threads import thread_limit, threads_for
 
@@ -130,6 +131,10 @@ class CompletionEstimator(abc.ABC):
     def _fold_in_ridge(self, d: int) -> tuple[torch.Tensor, float]:
         """(ridge per coordinate, row-weight exponent) used by :meth:`fold_in`."""
 
+    def _neighbor_config(self) -> tuple[int, float, float] | None:
+        """(k, reg, scale) of the item-neighbourhood correction, or None (off)."""
+        return None
+
     # ---- fit -------------------------------------------------------------------------
     def fit(self, X: Any, *, columns: Sequence[str] | None = None,
             validation: Any = None, callback: Callback | None = None) -> CompletionEstimator:
@@ -169,8 +174,29 @@ class CompletionEstimator(abc.ABC):
         with thread_limit(n_threads if device.type == "cpu" else None):
             problem = prepare_problem(ratings, dtype=dtype, device=device)
             model = self._fit_model(problem, val, generator, callback)
-        self._store(model, ratings, problem)
+        order = self._store(model, ratings, problem)
+        self._fit_neighbors(ratings, problem, order)
+        if val is not None and self.neighbors_ is not None:
+            pred = self._predict_indices(val.rows.cpu().numpy(), val.cols.cpu().numpy(),
+                                         clip=True)
+            model.history["val_rmse_neighbors"] = [rmse_mae(pred, val.values)[0]]
         return self
+
+    def _fit_neighbors(self, ratings: Ratings, problem: Problem, order: np.ndarray) -> None:
+        """Item neighbours and the factor model's training residuals (when enabled)."""
+        self.neighbors_: ItemNeighbors | None = None
+        self._seen_resid: np.ndarray | None = None
+        cfg = self._neighbor_config()
+        if cfg is None:
+            return
+        k = cfg[0]
+        fitted = predict_indices(self.model_, problem.rows, problem.cols)
+        resid = ratings.values - fitted.double().cpu().numpy()
+        values = ratings.values.astype(np.float64)
+        z = values - values.mean()
+        self.neighbors_ = item_neighbors(ratings.rows, ratings.cols, z, ratings.shape,
+                                         n_neighbors=max(N_STORED, 4 * k))
+        self._seen_resid = resid[order]
 
     def _validation(self, train: Ratings, val: Ratings, dtype: torch.dtype,
                     device: torch.device) -> Validation:
@@ -183,7 +209,8 @@ class CompletionEstimator(abc.ABC):
         return Validation(torch.from_numpy(r).to(device), torch.from_numpy(c).to(device),
                           torch.from_numpy(val.values).to(device, dtype))
 
-    def _store(self, model: CompletionModel, ratings: Ratings, problem: Problem) -> None:
+    def _store(self, model: CompletionModel, ratings: Ratings, problem: Problem,
+               ) -> np.ndarray:
         self.model_ = model
         self.user_ids_ = ratings.user_ids
         self.item_ids_ = ratings.item_ids
@@ -197,9 +224,11 @@ class CompletionEstimator(abc.ABC):
         counts = np.bincount(ratings.rows, minlength=ratings.shape[0])
         self._seen_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._seen_indices = ratings.cols[order].astype(np.int64)
+        self._seen_keys_cache: np.ndarray | None = None
         self._user_index = id_index(self.user_ids_)
         self._item_index = id_index(self.item_ids_)
         self.history_ = model.history
+        return order
 
     # ---- fitted state ----------------------------------------------------------------
     def _check_fitted(self, method: str) -> CompletionModel:
@@ -275,7 +304,7 @@ class CompletionEstimator(abc.ABC):
         -------
         numpy.ndarray, shape (n_pairs,)
         """
-        model = self._check_fitted("predict")
+        self._check_fitted("predict")
         check_option(on_unknown, "on_unknown", "predict", ("warn", "ignore", "error"))
         import pandas as pd
 
@@ -305,15 +334,41 @@ class CompletionEstimator(abc.ABC):
                     f"(on_unknown='error'). Got {unknown} pairs with unknown ids.")
             if on_unknown == "warn":
                 warnings.warn(msg, UnknownIdWarning, stacklevel=2)
+        return self._predict_indices(u, i, clip=clip).cpu().numpy()
+
+    def _predict_indices(self, u: np.ndarray, i: np.ndarray, *, clip: bool) -> torch.Tensor:
+        """Predictions at index pairs (-1 = unknown), with the neighbourhood correction."""
+        model = self.model_
         dev = model.user_factors.device
-        pred = predict_indices(model, torch.from_numpy(u).to(dev), torch.from_numpy(i).to(dev),
-                               bounds=self.rating_range_ if clip else None)
-        return pred.cpu().numpy()
+        rows, cols = torch.from_numpy(u).to(dev), torch.from_numpy(i).to(dev)
+        nb = getattr(self, "neighbors_", None)
+        if nb is None:
+            return predict_indices(model, rows, cols,
+                                   bounds=self.rating_range_ if clip else None)
+        pred = predict_indices(model, rows, cols)
+        pred = pred + torch.from_numpy(self._correction(u, i)).to(dev, pred.dtype)
+        return pred.clamp(*self.rating_range_) if clip else pred
+
+    def _seen_keys(self) -> np.ndarray:
+        """``user * n_items + item`` of the training ratings, sorted (cached)."""
+        if getattr(self, "_seen_keys_cache", None) is None:
+            counts = np.diff(self._seen_indptr)
+            users = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
+            self._seen_keys_cache = users * len(self.item_ids_) + self._seen_indices
+        return self._seen_keys_cache
+
+    def _correction(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        k, reg, scale = self._neighbor_config() or (0, 0.0, 0.0)
+        return neighbor_correction(self.neighbors_, self._seen_keys(), self._seen_resid,
+                                   len(self.item_ids_), np.asarray(u, dtype=np.int64),
+                                   np.asarray(i, dtype=np.int64), k=k, reg=reg, scale=scale)
 
     def reconstruct(self) -> np.ndarray | torch.Tensor:
         """The completed dense matrix (n_users, n_items), in training index order.
 
-        Torch in, torch out; numpy otherwise. Memory is ``n_users * n_items``.
+        Torch in, torch out; numpy otherwise. Memory is ``n_users * n_items``. This is
+        the low-rank model only: ALS's item-neighbourhood correction (``neighbors > 0``)
+        is applied by :meth:`predict` and :meth:`recommend`, not here.
         """
         model = self._check_fitted("reconstruct")
         full = (model.user_factors @ model.item_factors.T + model.global_mean
@@ -343,6 +398,10 @@ class CompletionEstimator(abc.ABC):
         u = int(idx[0])
         scores = (model.item_factors @ model.user_factors[u] + model.item_bias
                   + model.user_bias[u] + model.global_mean)
+        if getattr(self, "neighbors_", None) is not None:
+            every = np.arange(n_items, dtype=np.int64)
+            corr = self._correction(np.full(n_items, u, dtype=np.int64), every)
+            scores = scores + torch.from_numpy(corr).to(scores.device, scores.dtype)
         if exclude_seen and u < len(self._seen_indptr) - 1:
             seen = self._seen_indices[self._seen_indptr[u]:self._seen_indptr[u + 1]]
             scores = scores.clone()
@@ -437,7 +496,16 @@ class CompletionEstimator(abc.ABC):
                 self.user_ids_ = np.append(self.user_ids_, new_id)
             self._user_index[user] = len(self.user_ids_) - 1
             self._seen_indptr = np.append(self._seen_indptr, self._seen_indptr[-1] + idx.size)
-            self._seen_indices = np.concatenate([self._seen_indices, np.sort(idx)])
+            order = np.argsort(idx)
+            self._seen_indices = np.concatenate([self._seen_indices, idx[order]])
+            self._seen_keys_cache = None
+            if getattr(self, "neighbors_", None) is not None:
+                # the new user's residuals under the folded-in factors
+                sel = torch.from_numpy(idx).to(dev)
+                fitted = (model.global_mean + float(bias) + model.item_bias[sel]
+                          + model.item_factors[sel] @ factors).double().cpu().numpy()
+                self._seen_resid = np.concatenate([self._seen_resid,
+                                                   (values - fitted)[order]])
         return FoldIn(factors.cpu().numpy(), float(bias))
 
     def _has_biases(self) -> bool:
@@ -473,7 +541,15 @@ class CompletionEstimator(abc.ABC):
             user_bias=model.user_bias.cpu().numpy(), item_bias=model.item_bias.cpu().numpy(),
             user_ids=self.user_ids_, item_ids=self.item_ids_,
             seen_indptr=self._seen_indptr, seen_indices=self._seen_indices,
+            **self._neighbor_arrays(),
         )
+
+    def _neighbor_arrays(self) -> dict[str, np.ndarray]:
+        nb = getattr(self, "neighbors_", None)
+        if nb is None:
+            return {}
+        return {"neighbor_index": nb.index, "neighbor_sim": nb.sim,
+                "seen_resid": self._seen_resid}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: Any = None) -> CompletionEstimator:
@@ -508,6 +584,11 @@ class CompletionEstimator(abc.ABC):
         est.input_kind_ = meta["input_kind"]
         est.rating_range_ = tuple(meta["rating_range"])
         est._seen_indptr, est._seen_indices = arrays["seen_indptr"], arrays["seen_indices"]
+        est._seen_keys_cache = None
+        est.neighbors_, est._seen_resid = None, None
+        if "neighbor_index" in arrays and est._neighbor_config() is not None:
+            est.neighbors_ = ItemNeighbors(arrays["neighbor_index"], arrays["neighbor_sim"])
+            est._seen_resid = arrays["seen_resid"]
         est._user_index = id_index(est.user_ids_)
         est._item_index = id_index(est.item_ids_)
         est.history_ = model.history
