@@ -119,8 +119,9 @@ def frob_err_sparse(A: sp.csr_array, norm_sq: float, U: Any, S: Any, Vh: Any) ->
 # --- method runners: (name, setting) -> callable returning (U, S, Vh) ------------------------
 
 def rankfold_runner(A: Any, k: int, method: str, n_iter: int, block: int | None = None,
-                    ) -> Callable[[], Any]:
-    return lambda: rsvd(A, k, method=method, n_iter=n_iter, block_size=block, generator=0)
+                    precision: str = "full") -> Callable[[], Any]:
+    return lambda: rsvd(A, k, method=method, n_iter=n_iter, block_size=block,
+                        precision=precision, generator=0)
 
 
 def sklearn_runner(A: Any, k: int, n_iter: int) -> Callable[[], Any]:
@@ -175,58 +176,80 @@ def run_dense(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str,
     def err_of(res: Any) -> float:
         return frob_err_dense(A, *res)
 
-    gemm_cache: dict[int, tuple[float, float]] = {}
+    gemm_cache: dict[tuple[int, bool], tuple[float, float]] = {}
+    A_bf16 = A.to(torch.bfloat16)
 
-    def gemm_pass(width: int) -> tuple[float, float]:
+    def gemm_pass(width: int, bf16: bool = False) -> tuple[float, float]:
         """Bare ``A @ X`` and ``X^T A`` (the product rsvd uses for A^T Y) of that width."""
-        if width not in gemm_cache:
+        if (width, bf16) not in gemm_cache:
             X = torch.randn(n, width, generator=torch.Generator().manual_seed(0))
             Y = torch.randn(m, width, generator=torch.Generator().manual_seed(1))
-            gemm_cache[width] = (timed(lambda: A @ X, max(repeats, 3))[0],
-                                 timed(lambda: Y.mT @ A, max(repeats, 3))[0])
-        return gemm_cache[width]
+            M = A
+            if bf16:
+                M, X, Y = A_bf16, X.to(torch.bfloat16), Y.to(torch.bfloat16)
+            gemm_cache[width, bf16] = (timed(lambda: M @ X, max(repeats, 3))[0],
+                                       timed(lambda: Y.mT @ M, max(repeats, 3))[0])
+        return gemm_cache[width, bf16]
 
     t_gemm, t_gemm_t = gemm_pass(k + 10)
+    t_cast = timed(lambda: A.to(torch.bfloat16), max(repeats, 3))[0]
     narrow = max(1, round(0.4 * k))
     rows = []
-    # (name, runner(n_iter), n_iter ladder, passes(n_iter), block width)
+    # (name, runner(n_iter), n_iter ladder, passes(n_iter), block width, mixed precision)
     candidates: list[tuple[str, Callable[[int], Callable[[], Any]], list[int], Any,
-                           int | None]] = [
-        ("rankfold rsvd subspace", lambda it: rankfold_runner(A, k, "subspace", it),
-         list(range(0, 7)), lambda it: 2 * it + 2, k + 10),
-        ("rankfold rsvd krylov (default block size k + 10)",
+                           int | None, bool]] = [
+        ("rankfold rsvd subspace, precision='auto' (default; bf16 passes here)",
+         lambda it: rankfold_runner(A, k, "subspace", it, precision="auto"),
+         list(range(2, 7)), lambda it: 2 * it + 2, k + 10, True),
+        ("rankfold rsvd krylov, precision='mixed'",
+         lambda it: rankfold_runner(A, k, "krylov", it, precision="mixed"),
+         list(range(1, 6)), lambda it: 2 * it + 2, k + 10, True),
+        ("rankfold rsvd subspace, precision='full'",
+         lambda it: rankfold_runner(A, k, "subspace", it), list(range(0, 7)),
+         lambda it: 2 * it + 2, k + 10, False),
+        ("rankfold rsvd krylov (default block size k + 10), precision='full'",
          lambda it: rankfold_runner(A, k, "krylov", it),
-         list(range(1, 6)), lambda it: 2 * it + 1, k + 10),
-        ("rankfold rsvd krylov block_size=k",
+         list(range(1, 6)), lambda it: 2 * it + 1, k + 10, False),
+        ("rankfold rsvd krylov block_size=k, precision='full'",
          lambda it: rankfold_runner(A, k, "krylov", it, block=k), list(range(1, 6)),
-         lambda it: 2 * it + 1, k),
-        (f"rankfold rsvd krylov block_size={narrow} (0.4 k; not for flat spectra)",
+         lambda it: 2 * it + 1, k, False),
+        (f"rankfold rsvd krylov block_size={narrow} (0.4 k; not for flat spectra), "
+         "precision='full'",
          lambda it: rankfold_runner(A, k, "krylov", it, block=narrow),
-         list(range(2, 8)), lambda it: 2 * it + 1, narrow),
+         list(range(2, 8)), lambda it: 2 * it + 1, narrow, False),
         ("torch.svd_lowrank", lambda it: torch_runner(A, k, it), list(range(0, 7)), None,
-         None),
+         None, False),
         ("sklearn randomized_svd", lambda it: sklearn_runner(A_np, k, it), list(range(0, 8)),
-         None, None),
+         None, None, False),
     ]
     try:
         import fbpca  # noqa: F401
 
         candidates.append(("fbpca.pca", lambda it: fbpca_runner(A_np, k, it),
-                           list(range(0, 8)), None, None))
+                           list(range(0, 8)), None, None, False))
     except ImportError:
         log.append("fbpca not installed: skipped")
-    for name, make, iters, passes, width in candidates:
+    for name, make, iters, passes, width, mixed in candidates:
         it, err = tune(name, make, iters, err_of, target, log)
         t, res = timed(make(it), repeats)
         row = {"method": name, "n_iter": it, "seconds": t, "error_over_optimal": err / opt,
                "reached": err <= target}
         if passes is not None:
             p = passes(it)
-            tg, tgt = gemm_pass(width)
             row["passes"], row["width"] = p, width
-            # the passes alternate A @ X and X^T A (subspace: p / 2 each; Krylov: one
-            # more A @ X)
-            row["gemm_floor_seconds"] = (p - p // 2) * tg + (p // 2) * tgt
+            if mixed:
+                # all passes but the last (A^T Q in float32) read the bf16 copy; the
+                # cast to bf16 is not a GEMM and is left out of the floor
+                tg, tgt = gemm_pass(width, bf16=True)
+                tfull = gemm_pass(width)[1]
+                row["gemm_floor_seconds"] = ((p - 1) - (p - 1) // 2) * tg + \
+                    ((p - 1) // 2) * tgt + tfull
+                row["cast_seconds"] = t_cast
+            else:
+                tg, tgt = gemm_pass(width)
+                # the passes alternate A @ X and X^T A (subspace: p / 2 each; Krylov: one
+                # more A @ X)
+                row["gemm_floor_seconds"] = (p - p // 2) * tg + (p // 2) * tgt
             row["time_over_gemm_floor"] = t / row["gemm_floor_seconds"]
         rows.append(row)
         print(f"{name}: n_iter={it} {t:.3f} s err/opt={err / opt:.5f}", flush=True)
@@ -234,11 +257,12 @@ def run_dense(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str,
     peers = [r for r in rows if not r["method"].startswith("rankfold") and r["reached"]]
     best = min(ours, key=lambda r: r["seconds"]) if ours else None
     best_peer = min(peers, key=lambda r: r["seconds"]) if peers else None
-    default_k = next((r for r in ours if "default block size" in r["method"]), None)
+    default_k = next((r for r in ours if "(default" in r["method"]), None)
     return {"m": m, "n": n, "k": k, "dtype": "float32", "optimal_error": opt,
             "default_krylov_ratio_vs_best_peer": (default_k["seconds"] / best_peer["seconds"])
             if default_k and best_peer else None,
             "gemm_pass_seconds": t_gemm, "gemm_pass_t_seconds": t_gemm_t, "rows": rows,
+            "cast_seconds": t_cast,
             "best_rankfold": best and best["method"], "best_peer": best_peer and
             best_peer["method"],
             "ratio_vs_best_peer": (best["seconds"] / best_peer["seconds"])
@@ -334,13 +358,18 @@ def run_tol(m: int, n: int, k: int, repeats: int, log: list[str]) -> dict[str, A
     t_tol, res = timed(lambda: rsvd(A, tol=tol, generator=0), repeats)
     r = int(res.S.shape[0])
     err = frob_err_dense(A, *res) / math.sqrt(total)
-    t_fix, res_fix = timed(lambda: rsvd(A, r, generator=0), repeats)
+    # like for like: tol mode runs every pass in float32, so the fixed-rank run does too
+    t_fix, res_fix = timed(lambda: rsvd(A, r, precision="full", generator=0), repeats)
     err_fix = frob_err_dense(A, *res_fix) / math.sqrt(total)
+    t_auto, res_auto = timed(lambda: rsvd(A, r, generator=0), repeats)
+    err_auto = frob_err_dense(A, *res_auto) / math.sqrt(total)
     print(f"tol {tol:.5f}: rank {r} (optimal {r_opt}) {t_tol:.3f} s; fixed rank {r}: "
-          f"{t_fix:.3f} s", flush=True)
+          f"{t_fix:.3f} s (precision auto: {t_auto:.3f} s)", flush=True)
     return {"m": m, "n": n, "tol": tol, "rank_found": r, "optimal_rank": r_opt,
             "relative_error": err, "seconds_tol": t_tol, "seconds_fixed_rank": t_fix,
-            "fixed_rank_relative_error": err_fix, "time_ratio": t_tol / t_fix}
+            "fixed_rank_relative_error": err_fix, "time_ratio": t_tol / t_fix,
+            "seconds_fixed_rank_auto": t_auto, "fixed_rank_auto_relative_error": err_auto,
+            "time_ratio_vs_auto": t_tol / t_auto}
 
 
 # --- report --------------------------------------------------------------------------------
@@ -363,7 +392,11 @@ def markdown(res: dict[str, Any], command: str) -> str:
                 "1% of the optimal rank-k error (peers at their default oversampling: "
                 "torch.svd_lowrank and sklearn k + 10 columns, fbpca k + 2). Time / GEMM "
                 "passes divides by the time of the same number of bare products of the "
-                "same width (A @ X, X^T A). A bare GEMM pass (A @ Omega, k + 10 "
+                "same width (A @ X, X^T A); for the mixed-precision rows every pass but "
+                "the last reads the bfloat16 copy, so their floor is that many bare "
+                "bfloat16 products plus one float32 X^T A (the cast to bfloat16, "
+                f"{d.get('cast_seconds', float('nan')):.3f} s, is not in the floor). "
+                "A bare float32 GEMM pass (A @ Omega, k + 10 "
                 f"columns) took {d['gemm_pass_seconds']:.3f} s (A^T @ Y: "
                 f"{d['gemm_pass_t_seconds']:.3f} s).", "",
                 "| method | n_iter | passes | time (s) | error / optimal | time / GEMM passes "
@@ -382,7 +415,8 @@ def markdown(res: dict[str, Any], command: str) -> str:
                     f"**{d['ratio_vs_best_peer']:.2f}x** the time of the fastest peer "
                     f"({d['best_peer']}); goal <= 0.7x."]
             if d.get("default_krylov_ratio_vs_best_peer") is not None:
-                out.append(f"With rankfold's default Krylov block size: "
+                out.append(f"With rankfold's defaults (method 'subspace', precision "
+                           f"'auto'), tuned n_iter: "
                            f"{d['default_krylov_ratio_vs_best_peer']:.2f}x.")
         out.append("")
     if "sparse" in res:
@@ -425,7 +459,12 @@ def markdown(res: dict[str, Any], command: str) -> str:
                 f"| {d['tol']:.5f} | {d['rank_found']} | {d['optimal_rank']} | "
                 f"{d['relative_error']:.5f} | {d['seconds_tol']:.3f} | "
                 f"{d['seconds_fixed_rank']:.3f} | {d['time_ratio']:.2f} |", "",
-                "Goal: tol-mode time <= 1.3x a fixed-rank run at the rank it found.", ""]
+                "Goal: tol-mode time <= 1.3x a fixed-rank run at the rank it found. Both "
+                "columns above run every pass in float32 (tol mode has no mixed-precision "
+                "path);" + (f" the fixed-rank default (precision='auto', bfloat16 "
+                            f"passes on this CPU) takes {d['seconds_fixed_rank_auto']:.3f} s, "
+                            f"so tol mode is {d['time_ratio_vs_auto']:.2f}x that."
+                            if "seconds_fixed_rank_auto" in d else ""), ""]
     return "\n".join(out) + "\n"
 
 
