@@ -66,11 +66,12 @@ def _current_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------------------
-_OLD_DEFAULTS = {"reg": 1.2, "reg_bias": 1.2, "reg_exponent": 0.5}
+_OLD_DEFAULTS = {"reg": 1.2, "reg_bias": 1.2, "reg_exponent": 0.5, "neighbors": 0}
 
 
 def _small_check(quick: bool) -> list[dict[str, Any]]:
-    """ml-latest-small: the defaults against the previous ones and Surprise SVD (RMSE only,
+    """ml-latest-small: the defaults against the factor model alone (``neighbors=0``), the
+    defaults before 2026-11-30 (1.2 / 1.2 / 0.5) and Surprise SVD (RMSE only,
     80/20 split with generator 0 and 5-fold CV), a check that the defaults chosen on
     ML-100K carry over."""
     from surprise import SVD, Dataset, Reader
@@ -95,6 +96,8 @@ def _small_check(quick: bool) -> list[dict[str, Any]]:
 
     methods = {
         "rankfold ALS()": lambda tr, te: score(ALS(generator=0).fit(tr), te).rmse,
+        "rankfold ALS(neighbors=0)": lambda tr, te: score(
+            ALS(generator=0, neighbors=0).fit(tr), te).rmse,
         "rankfold ALS, previous defaults": lambda tr, te: score(
             ALS(generator=0, **_OLD_DEFAULTS).fit(tr), te).rmse,
         "Surprise SVD": surprise_rmse,
@@ -137,10 +140,12 @@ def part_movielens(quick: bool, repeats: int) -> dict[str, Any]:
     methods: dict[str, Any] = {
         "rankfold ALS()": lambda: ALS(generator=0).fit(train),
         "rankfold ALS(dtype=float32)": lambda: ALS(generator=0, dtype="float32").fit(train),
-        "rankfold ALS(rank=100, dtype=float32)": lambda: ALS(100, generator=0,
-                                                            dtype="float32").fit(train),
-        "rankfold ALS, previous defaults (reg 1.2, reg_bias 1.2, exponent 0.5)":
-            lambda: ALS(generator=0, **_OLD_DEFAULTS).fit(train),
+        "rankfold ALS(neighbors=0) (factor model alone)":
+            lambda: ALS(generator=0, neighbors=0).fit(train),
+        "rankfold ALS(neighbors=0, dtype=float32)":
+            lambda: ALS(generator=0, neighbors=0, dtype="float32").fit(train),
+        "rankfold ALS, previous defaults (reg 1.2, reg_bias 1.2, exponent 0.5, no "
+        "neighbours)": lambda: ALS(generator=0, **_OLD_DEFAULTS).fit(train),
         "rankfold SoftImpute()": lambda: SoftImpute(generator=0).fit(train),
         "Surprise SVD": surprise_fit(SVD),
     }
@@ -165,7 +170,8 @@ def part_movielens(quick: bool, repeats: int) -> dict[str, Any]:
     # 5-fold CV on all 100k ratings, the same folds for everyone
     folds = 5
     assign = np.random.default_rng(0).permutation(len(df)) % folds
-    cv_methods = (["rankfold ALS()", "rankfold ALS, previous defaults", "Surprise SVD"]
+    cv_methods = (["rankfold ALS()", "rankfold ALS(neighbors=0)",
+                   "rankfold ALS, previous defaults", "Surprise SVD"]
                   + ([] if quick else ["Surprise SVD++"]))
     cv_rows = []
     for name in cv_methods:
@@ -174,7 +180,8 @@ def part_movielens(quick: bool, repeats: int) -> dict[str, Any]:
             tr, te = df[assign != f], df[assign == f]
             t0 = time.perf_counter()
             if name.startswith("rankfold"):
-                kw = _OLD_DEFAULTS if "previous" in name else {}
+                kw = (_OLD_DEFAULTS if "previous" in name else
+                      {"neighbors": 0} if "neighbors=0" in name else {})
                 model = ALS(generator=0, **kw).fit(tr)
                 ts.append(time.perf_counter() - t0)
                 s = score(model, te)
@@ -297,8 +304,9 @@ def part_scale(quick: bool, repeats: int = 3, spark: bool = True) -> dict[str, A
             est = None
             gc.collect()
             base = _current_rss_mb()
+            # the factor model alone, as Spark fits it (no neighbourhood correction)
             est = ALS(rank, reg=reg, biases=False, reg_exponent=1.0, n_iter=iters, tol=0.0,
-                      solver=solver, dtype="float32", generator=0)
+                      solver=solver, dtype="float32", neighbors=0, generator=0)
             with _RSSSampler(own=True) as mem:
                 t0, c0 = time.perf_counter(), time.process_time()
                 est.fit(data)
@@ -339,7 +347,7 @@ def _warm_up() -> None:
     from rankfold.completion import ALS
 
     r, c, v = _synthetic(300, 200, 20_000, 50, 1)
-    ALS(50, reg=0.05, biases=False, n_iter=1, dtype="float32", n_threads=2,
+    ALS(50, reg=0.05, biases=False, n_iter=1, dtype="float32", n_threads=2, neighbors=0,
         generator=0).fit((r, c, v, (300, 200)))
 
 
@@ -353,7 +361,7 @@ def _memory_probe(nnz: int) -> dict[str, Any]:
     gc.collect()
     base = _current_rss_mb()
     est = ALS(50, reg=0.05, biases=False, reg_exponent=1.0, n_iter=1, tol=0.0,
-              solver="cholesky", dtype="float32", generator=0)
+              solver="cholesky", dtype="float32", neighbors=0, generator=0)
     with _RSSSampler(own=True) as mem:
         est.fit((r, c, v, (n_users, n_items)))
     return {"nnz": int(r.size), "fit_rss_growth_mb": mem.peak - base,

@@ -139,3 +139,24 @@ def test_unknown_ids_and_save_load_keep_the_correction(tmp_path) -> None:
     assert ALS.load(tmp_path / "off.npz").neighbors_ is None
     with np.load(tmp_path / "off.npz") as z:
         assert "neighbor_index" not in z.files
+
+
+def test_similarity_work_cap_uses_a_user_subset() -> None:
+    df = ratings_frame(80, 60, 3, 0.5, seed=5, noise=0.5)
+    R = to_ratings(df)
+    z = R.values - R.values.mean()
+    full = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10)
+    counts = np.bincount(R.rows)
+    cap = float((counts ** 2).sum()) / 3
+    a = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10, max_work=cap,
+                       rng=np.random.default_rng(1))
+    b = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10, max_work=cap,
+                       rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(a.sim, b.sim)           # reproducible from the rng
+    assert not np.allclose(a.sim, full.sim)               # a subset was used
+    # the same as the similarities of the users it kept: rebuild from the same draw
+    perm = np.random.default_rng(1).permutation(R.shape[0])
+    n_keep = int(np.searchsorted(np.cumsum(counts[perm] ** 2.0), cap, side="right"))
+    keep = np.isin(R.rows, perm[:n_keep])
+    ref = item_neighbors(R.rows[keep], R.cols[keep], z[keep], R.shape, n_neighbors=10)
+    np.testing.assert_allclose(a.sim, ref.sim, rtol=1e-6, atol=1e-9)

@@ -175,14 +175,15 @@ class CompletionEstimator(abc.ABC):
             problem = prepare_problem(ratings, dtype=dtype, device=device)
             model = self._fit_model(problem, val, generator, callback)
         order = self._store(model, ratings, problem)
-        self._fit_neighbors(ratings, problem, order)
+        self._fit_neighbors(ratings, problem, order, generator)
         if val is not None and self.neighbors_ is not None:
             pred = self._predict_indices(val.rows.cpu().numpy(), val.cols.cpu().numpy(),
                                          clip=True)
             model.history["val_rmse_neighbors"] = [rmse_mae(pred, val.values)[0]]
         return self
 
-    def _fit_neighbors(self, ratings: Ratings, problem: Problem, order: np.ndarray) -> None:
+    def _fit_neighbors(self, ratings: Ratings, problem: Problem, order: np.ndarray,
+                       generator: torch.Generator) -> None:
         """Item neighbours and the factor model's training residuals (when enabled)."""
         self.neighbors_: ItemNeighbors | None = None
         self._seen_resid: np.ndarray | None = None
@@ -194,8 +195,13 @@ class CompletionEstimator(abc.ABC):
         resid = ratings.values - fitted.double().cpu().numpy()
         values = ratings.values.astype(np.float64)
         z = values - values.mean()
+        # a numpy stream from the fit's generator (used only on large data, to pick the
+        # users behind the similarities)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator,
+                                 device=generator.device))
         self.neighbors_ = item_neighbors(ratings.rows, ratings.cols, z, ratings.shape,
-                                         n_neighbors=max(N_STORED, 4 * k))
+                                         n_neighbors=max(N_STORED, 4 * k),
+                                         rng=np.random.default_rng(seed))
         self._seen_resid = resid[order]
 
     def _validation(self, train: Ratings, val: Ratings, dtype: torch.dtype,
