@@ -274,17 +274,41 @@ def _use_mixed(precision: str, A: LinearMap, method: str, n_iter: int) -> bool:
             and A.m * A.n >= _MIXED_MIN_ENTRIES and passes >= 5 and cpu_has_fast_bf16())
 
 
-def _mixed_is_accurate(S: torch.Tensor, norm_a2: torch.Tensor) -> bool:
+def _norm_sq_for_check(A: LinearMap) -> torch.Tensor:
+    """``||A||_F^2`` per matrix (float64) from BLAS dot products over 2**20-entry chunks.
+
+    About 4x faster than :func:`fro_norm_sq`'s float64 reduction (a memory-bound pass)
+    and accurate to ~1e-5 relative (float32 accumulation inside each chunk), ample for
+    the 1% test below, which leaves a 1e-3 margin for it.
+    """
+    d = A.dense
+    assert d is not None
+    if not d.is_contiguous():
+        return fro_norm_sq(A)
+    flat = d.reshape(-1, A.m * A.n)
+    out = torch.empty(flat.shape[0], dtype=torch.float64)
+    step = 1 << 20
+    for b in range(flat.shape[0]):
+        total = 0.0
+        for i in range(0, flat.shape[1], step):
+            x = flat[b, i:i + step]
+            total += float(torch.dot(x, x))
+        out[b] = total
+    return out.reshape(A.batch).to(A.device)
+
+
+def _mixed_is_accurate(S: torch.Tensor, A: LinearMap) -> bool:
     """Whether rounding ``A`` to bfloat16 is negligible against the error reached.
 
     For a basis ``Q`` found from ``A + E``, ``||(I - QQ^H) A||_F`` exceeds what the same
     algorithm guarantees for ``A`` by at most about ``2 ||E||_F`` (Q is near-optimal for
     ``A + E``, whose optimal error is within ``||E||_F`` of ``A``'s, plus
     ``||(I - QQ^H) E||_F <= ||E||_F``), and ``||E||_F <= 2**-9 ||A||_F``. The error
-    reached is ``err^2 = ||A||_F^2 - sum_i s_i^2`` (float64), since the singular values
-    come from the full-precision projection.
+    reached is ``err^2 = ||A||_F^2 - sum_i s_i^2``, since the singular values come from
+    the full-precision projection.
     """
-    err2 = (norm_a2 - S.to(torch.float64).square().sum(-1)).clamp_min(0)
+    norm_a2 = _norm_sq_for_check(A)
+    err2 = (norm_a2 * (1 - 1e-3) - S.to(torch.float64).square().sum(-1)).clamp_min(0)
     bound = 2 * _BF16_UNIT_ROUNDOFF * norm_a2.sqrt()
     return bool((bound <= _MIXED_REL_BOUND * err2.sqrt()).all())
 
@@ -445,7 +469,7 @@ def rsvd(
                 low = bf16_copy(Amap)
             U, S, Vh = RSVD_METHODS[method](Amap, rank, n_iter=iters, oversample=oversample,
                                             block_size=block_size, generator=g, low=low)
-            if mixed and not _mixed_is_accurate(S[..., :rank], fro_norm_sq(Amap)):
+            if mixed and not _mixed_is_accurate(S[..., :rank], Amap):
                 logger.debug("rsvd: bfloat16 rounding bound too large for the error "
                              "reached; one full-precision power iteration added")
                 del low
