@@ -351,11 +351,11 @@ def sparse_child(n: int, nnz: int, R: int, iters: int, what: str) -> dict[str, A
             "noise_level": _rel(noisy, truth)}
 
 
-def bench_sparse(quick: bool) -> dict[str, Any]:
+def bench_sparse(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
     n, nnz = (300, 200_000) if quick else (1000, 1_000_000)
     rows = []
     for what, iters in (("cp", 30), ("tucker", 6), ("cp-random", 15)):
-        if quick and what != "cp":
+        if (quick and what != "cp") or (only and what not in only):
             continue
         cmd = [sys.executable, __file__, "--sparse-child", f"{n},{nnz},10,{iters},{what}"]
         print(f"[tensor bench] sparse {what} ...", file=sys.stderr, flush=True)
@@ -471,6 +471,9 @@ def main() -> int:
     ap.add_argument("--parts", default="cp,tucker,masked,sparse")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--sparse-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--sparse-only", default=None,
+                    help="comma list of cp,tucker,cp-random: re-run only these sparse rows "
+                         "and keep the others from the results JSON")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild docs/benchmarks/tensor.md from the results JSON")
     args = ap.parse_args()
@@ -495,7 +498,8 @@ def main() -> int:
     runners = {"cp": lambda: bench_cp(repeats, args.quick),
                "tucker": lambda: bench_tucker(slow_repeats, args.quick),
                "masked": lambda: bench_masked(slow_repeats, args.quick),
-               "sparse": lambda: bench_sparse(args.quick)}
+               "sparse": lambda: bench_sparse(
+                   args.quick, args.sparse_only.split(",") if args.sparse_only else None)}
     for p in parts:
         print(f"[tensor bench] {p} ...", file=sys.stderr, flush=True)
         results[p] = runners[p]()
@@ -536,6 +540,10 @@ def main() -> int:
             merged = json.loads(path.read_text()).get("results", {})
         except (OSError, ValueError):
             merged = {}
+    if args.sparse_only and "sparse" in results and "rows" in merged.get("sparse", {}):
+        new = {r["what"]: r for r in results["sparse"]["rows"]}
+        results["sparse"]["rows"] = [new.pop(r["what"], r) for r in merged["sparse"]["rows"]]
+        results["sparse"]["rows"] += list(new.values())
     merged.update(results)
     command = prefix + "python benchmarks/tensor.py" + (" --quick" if args.quick else "")
     md = _markdown(merged, command, header)
