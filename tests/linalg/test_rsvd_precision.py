@@ -11,8 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from rankfold import InvalidParameterError
-from rankfold.linalg import RSVD, RSVD_METHODS, rsvd
-from rankfold.linalg import _range
+from rankfold.linalg import RSVD, RSVD_METHODS, _range, rsvd
 
 rsvd_module = importlib.import_module("rankfold.linalg.rsvd")  # the module, not the function
 LOGGER = "rankfold.linalg.rsvd"
@@ -114,23 +113,40 @@ def test_auto_picks_mixed_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) ->
     rsvd(A, 5, n_iter=1, generator=0)                          # 4 passes: not worth it
     rsvd(A.double(), 5, generator=0)                           # float64: full precision
     rsvd(A[:50, :100], 5, generator=0)                         # below the size threshold
-    rsvd(A, tol=0.5, generator=0)                              # tol mode: full precision
+    rsvd(A, tol=0.1, generator=0)                              # small tol: full precision
     rsvd(sp.csr_array(A.numpy()), 5, generator=0)              # sparse: full precision
     assert len(calls) == 1
+    rsvd(A, tol=0.5, generator=0)                              # large tol: mixed
+    assert len(calls) == 2
     monkeypatch.setattr(rsvd_module, "cpu_has_fast_bf16", lambda: False)
     rsvd(A, 5, generator=0)
-    assert len(calls) == 1
+    assert len(calls) == 2
     # auto without bf16 hardware is exactly the full-precision result
     a, f = rsvd(A, 5, generator=3), rsvd(A, 5, precision="full", generator=3)
     assert torch.equal(a.S, f.S) and torch.equal(a.U, f.U)
+
+
+@pytest.mark.parametrize("tol", [0.6, 0.3, 0.05])
+def test_mixed_tol_mode_meets_the_tolerance(tol: float, seed: int) -> None:
+    # the indicator comes from float32 projections: the tolerance holds at any tol, and
+    # the rank found stays close to the full-precision one where auto would use mixed
+    A, s = _slow_decay(800, 400, seed)
+    mixed = rsvd(A, tol=tol, precision="mixed", generator=seed)
+    full = rsvd(A, tol=tol, precision="full", generator=seed)
+    nA = float(torch.linalg.matrix_norm(A.double()))
+    assert _err(A, mixed) <= tol * nA * (1 + 1e-4)
+    r_m, r_f = mixed.S.shape[0], full.S.shape[0]
+    if tol >= rsvd_module._MIXED_MIN_TOL:
+        assert r_m <= r_f + max(2, r_f // 20)
+    sq = s.square()
+    r_opt = int(next(r for r in range(1, len(s) + 1) if sq[r:].sum() <= tol**2 * sq.sum()))
+    assert r_m >= r_opt
 
 
 def test_precision_bad_input() -> None:
     A = np.random.default_rng(0).standard_normal((50, 40))
     with pytest.raises(InvalidParameterError, match="'precision'.*'half'"):
         rsvd(A, 3, precision="half")
-    with pytest.raises(InvalidParameterError, match="'precision'.*tol="):
-        rsvd(A, tol=0.5, precision="mixed")
     with pytest.raises(InvalidParameterError, match="'precision'.*sparse"):
         rsvd(sp.random(50, 40, density=0.2, random_state=0), 3, precision="mixed")
 

@@ -47,6 +47,9 @@ _MIXED_MIN_ENTRIES = 1 << 22
 # can add, at most, to the error of the basis) is at most this fraction of the error reached
 _MIXED_REL_BOUND = 0.01
 _BF16_UNIT_ROUNDOFF = 2.0 ** -9
+# tol mode: "auto" goes mixed only when the residuals it refines stay >= 100x the rounding
+# (tol ||A||_F >= 100 * 2**-9 ||A||_F), so the bf16 passes cannot steer the basis
+_MIXED_MIN_TOL = 0.2
 
 
 class SVDResult(NamedTuple):
@@ -204,7 +207,8 @@ def _deflate(Y: torch.Tensor, X: torch.Tensor, Q: torch.Tensor, B: torch.Tensor,
 
 
 def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
-              generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+              generator: torch.Generator, low: LinearMap | None = None,
+              ) -> tuple[torch.Tensor, ...]:
     """Blocked randomized QB with an error indicator (Yu, Gu, Li 2018, Alg. 2, randQB_EI).
 
     Grows ``A ~ Q B`` by blocks of ``b`` columns (each refined by ``n_iter`` power
@@ -215,7 +219,13 @@ def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
     tolerances below the indicator's precision (``tol^2 < 100 eps``: about 3e-3 in
     float32, 1.5e-7 in float64), where the subtraction cancels, the residual is formed
     directly (one more pass) before stopping.
+
+    With ``low`` (a bfloat16 copy of ``A``) the range-finding passes read ``low`` and
+    only ``B_i = Q_i^H A`` reads ``A``: the indicator and the returned factors stay exact
+    for the basis found, so the tolerance is still met; the rounding can only make the
+    basis (and so the rank found) less economical.
     """
+    R = low if low is not None else A
     kmax = min(A.m, A.n)
     b = block_size if block_size is not None else min(kmax, max(8, min(64, kmax // 16)))
     norm_sq = float(fro_norm_sq(A))
@@ -233,10 +243,10 @@ def _adaptive(A: LinearMap, tol: float, *, n_iter: int, block_size: int | None,
         bb = min(b, kmax - Q.shape[-1])
         first = Q.shape[-1] == 0
         Om = _randn(A, A.n, bb, generator)
-        Qi = orthonormalize(_deflate(A.mm(Om), Om, Q, B, left=True), rounds=1)
+        Qi = orthonormalize(_deflate(R.mm(Om), Om, Q, B, left=True), rounds=1)
         for _ in range(n_iter):
-            Wi = orthonormalize(_deflate(A.rmm(Qi), Qi, Q, B, left=False), rounds=1)
-            Qi = orthonormalize(_deflate(A.mm(Wi), Wi, Q, B, left=True), rounds=1)
+            Wi = orthonormalize(_deflate(R.rmm(Qi), Qi, Q, B, left=False), rounds=1)
+            Qi = orthonormalize(_deflate(R.mm(Wi), Wi, Q, B, left=True), rounds=1)
         Qi = orthonormalize(Qi if first else _project_out(Qi, Q))
         Bi = A.rmm(Qi).mH
         with serial(Bi.numel() <= SMALL):
@@ -364,7 +374,7 @@ def rsvd(
         values of multiplicity above ``block_size``).
         ``tol`` mode: columns added per step (default ``clip(min(m, n) // 16, 8, 64)``).
     precision : {"auto", "full", "mixed"}, default "auto"
-        Fixed rank, dense ``A`` only. ``"mixed"``: the range-finding passes read a
+        Dense ``A`` only. ``"mixed"``: the range-finding passes read a
         bfloat16 copy of ``A`` (float32 accumulation) and only the final projection
         ``A^H Q`` reads ``A`` in its own dtype, so the returned triplets are those of
         ``Q Q^H A`` in full precision. Rounding ``A`` to bfloat16 can add at most about
@@ -375,8 +385,11 @@ def rsvd(
         ``"auto"``: ``"mixed"`` for float32 matrices with at least 2**22 entries and at
         least 5 passes (``n_iter >= 2``), on CPUs with native bfloat16 dot products
         (AVX512-BF16 / AMX, where bfloat16 GEMMs ran 4-6x faster than float32 here),
-        otherwise ``"full"``; ``tol`` mode, sparse and operator inputs always use
-        ``"full"``.
+        otherwise ``"full"``; sparse and operator inputs always use ``"full"``. With
+        ``tol``, the error indicator and the returned factors come from full-precision
+        projections ``Q_i^H A``, so the tolerance is met whatever the precision;
+        ``"auto"`` picks ``"mixed"`` there only for ``tol >= 0.2`` (smaller residuals
+        would be steered by the rounding, and the rank found could grow).
     generator : int, torch.Generator, numpy.random.Generator or None
         Source of the random test matrices; an int gives reproducible results. The global
         random state is never touched.
@@ -453,11 +466,10 @@ def rsvd(
                 f">= rank={rank} for method='krylov'. Got block_size={block_size} with "
                 f"n_iter={iters} instead."
             )
-    if precision == "mixed" and (mode != "rank" or Amap.dense is None):
+    if precision == "mixed" and Amap.dense is None:
         raise InvalidParameterError(
-            "The 'precision' parameter of rsvd may be 'mixed' only for a dense A with "
-            f"rank= (fixed rank). Got precision='mixed' with "
-            f"{'tol=' if mode == 'tol' else 'a sparse or operator A'} instead."
+            "The 'precision' parameter of rsvd may be 'mixed' only for a dense A. Got "
+            "precision='mixed' with a sparse or operator A instead."
         )
     g = check_generator(generator, Amap.device, func=func)
     with torch.no_grad():
@@ -478,8 +490,12 @@ def rsvd(
             U, S, Vh = U[..., :rank], S[..., :rank], Vh[..., :rank, :]
         else:
             iters = _DEFAULT_N_ITER_TOL if n_iter is None else n_iter
+            mixed = precision == "mixed" or (
+                precision == "auto" and float(tol) >= _MIXED_MIN_TOL  # type: ignore[arg-type]
+                and _use_mixed("auto", Amap, "subspace", iters))
             U, S, Vh = _adaptive(Amap, float(tol), n_iter=iters,  # type: ignore[arg-type]
-                                 block_size=block_size, generator=g)
+                                 block_size=block_size, generator=g,
+                                 low=bf16_copy(Amap) if mixed else None)
         with serial():
             # one sum per factor (NaN and inf propagate) instead of isfinite temporaries;
             # an overflowing sum falls back to the elementwise test
