@@ -608,6 +608,16 @@ def write_doc(res: dict[str, Any]) -> None:
                   f"reg_bias {b50['reg_bias']:.2f}, exponent {b50['reg_exponent']}, "
                   f"{b50['best_n_iter']} sweeps (full grid in "
                   "benchmarks/results/completion_tune.json).", ""]
+    tune_nb = ROOT / "results" / "completion_tune_neighbors.json"
+    if tune_nb.exists():
+        t = json.loads(tune_nb.read_text())
+        b = t["best"]
+        lines += [f"Neighbourhood correction (`python benchmarks/completion_tune.py "
+                  f"--neighbors`): {t['protocol']}. Factor model alone: CV RMSE "
+                  f"{t['factor_model_cv_rmse']:.4f}; best: {b['cv_rmse']:.4f} at shrink "
+                  f"{b['shrink']:g}, neighbors {b['neighbors']}, neighbor_reg "
+                  f"{b['neighbor_reg']:g}, neighbor_scale {b['neighbor_scale']:g} (full grid "
+                  "in benchmarks/results/completion_tune_neighbors.json).", ""]
     sc = res.get("scale")
     if sc:
         lines += [f"## Scale: {sc['train_ratings']:,} training ratings, {sc['n_users']:,} "

@@ -230,7 +230,6 @@ class CompletionEstimator(abc.ABC):
         counts = np.bincount(ratings.rows, minlength=ratings.shape[0])
         self._seen_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._seen_indices = ratings.cols[order].astype(np.int64)
-        self._seen_keys_cache: np.ndarray | None = None
         self._user_index = id_index(self.user_ids_)
         self._item_index = id_index(self.item_ids_)
         self.history_ = model.history
@@ -355,19 +354,10 @@ class CompletionEstimator(abc.ABC):
         pred = pred + torch.from_numpy(self._correction(u, i)).to(dev, pred.dtype)
         return pred.clamp(*self.rating_range_) if clip else pred
 
-    def _seen_keys(self) -> np.ndarray:
-        """``user * n_items + item`` of the training ratings, sorted (cached)."""
-        if getattr(self, "_seen_keys_cache", None) is None:
-            counts = np.diff(self._seen_indptr)
-            users = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
-            self._seen_keys_cache = users * len(self.item_ids_) + self._seen_indices
-        return self._seen_keys_cache
-
     def _correction(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         k, reg, scale = self._neighbor_config() or (0, 0.0, 0.0)
-        return neighbor_correction(self.neighbors_, self._seen_keys(), self._seen_resid,
-                                   len(self.item_ids_), np.asarray(u, dtype=np.int64),
-                                   np.asarray(i, dtype=np.int64), k=k, reg=reg, scale=scale)
+        return neighbor_correction(self.neighbors_, self._seen_indptr, self._seen_indices,
+                                   self._seen_resid, u, i, k=k, reg=reg, scale=scale)
 
     def reconstruct(self) -> np.ndarray | torch.Tensor:
         """The completed dense matrix (n_users, n_items), in training index order.
@@ -504,7 +494,6 @@ class CompletionEstimator(abc.ABC):
             self._seen_indptr = np.append(self._seen_indptr, self._seen_indptr[-1] + idx.size)
             order = np.argsort(idx)
             self._seen_indices = np.concatenate([self._seen_indices, idx[order]])
-            self._seen_keys_cache = None
             if getattr(self, "neighbors_", None) is not None:
                 # the new user's residuals under the folded-in factors
                 sel = torch.from_numpy(idx).to(dev)
@@ -590,7 +579,6 @@ class CompletionEstimator(abc.ABC):
         est.input_kind_ = meta["input_kind"]
         est.rating_range_ = tuple(meta["rating_range"])
         est._seen_indptr, est._seen_indices = arrays["seen_indptr"], arrays["seen_indices"]
-        est._seen_keys_cache = None
         est.neighbors_, est._seen_resid = None, None
         if "neighbor_index" in arrays and est._neighbor_config() is not None:
             est.neighbors_ = ItemNeighbors(arrays["neighbor_index"], arrays["neighbor_sim"])

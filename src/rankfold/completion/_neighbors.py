@@ -131,18 +131,24 @@ def item_neighbors(rows: np.ndarray, cols: np.ndarray, z: np.ndarray,
     return ItemNeighbors(index, sim)
 
 
-def neighbor_correction(nb: ItemNeighbors, seen_keys: np.ndarray, seen_resid: np.ndarray,
-                        n_items: int, rows: np.ndarray, cols: np.ndarray, *, k: int,
-                        reg: float, scale: float, chunk: int = 1 << 15) -> np.ndarray:
+def neighbor_correction(nb: ItemNeighbors, seen_indptr: np.ndarray, seen_indices: np.ndarray,
+                        seen_resid: np.ndarray, rows: np.ndarray, cols: np.ndarray, *,
+                        k: int, reg: float, scale: float, table_elems: int = 1 << 22,
+                        chunk: int = 1 << 15) -> np.ndarray:
     """The correction at index pairs (a negative index = unknown: correction 0).
+
+    Pairs are grouped by user; for a block of users a dense ``(users, n_items)`` table
+    maps each rated item to its position in the training ratings, so checking the
+    ``M`` stored neighbours of a pair's item is ``M`` table lookups.
 
     Parameters
     ----------
     nb : ItemNeighbors
-    seen_keys : ndarray int64, sorted
-        ``user * n_items + item`` of every training rating.
+    seen_indptr, seen_indices : ndarray int64
+        The training ratings per user (CSR: user ``u`` rated
+        ``seen_indices[seen_indptr[u]:seen_indptr[u + 1]]``).
     seen_resid : ndarray
-        The factor model's training residual of each key.
+        The factor model's training residual of each of those ratings.
     rows, cols : ndarray int64
         User and item indexes of the pairs.
     k : int
@@ -152,25 +158,37 @@ def neighbor_correction(nb: ItemNeighbors, seen_keys: np.ndarray, seen_resid: np
     scale : float
         Multiplies the interpolated residual.
     """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
     out = np.zeros(rows.shape[0], dtype=np.float64)
-    if seen_keys.size == 0:
+    n_users, n_items = seen_indptr.shape[0] - 1, nb.index.shape[0]
+    known = np.flatnonzero((rows >= 0) & (cols >= 0) & (rows < n_users) & (cols < n_items))
+    if known.size == 0 or k <= 0:
         return out
-    last = seen_keys.size - 1
-    for lo in range(0, rows.shape[0], chunk):
-        r, c = rows[lo:lo + chunk], cols[lo:lo + chunk]
-        known = (r >= 0) & (c >= 0)
-        if not known.any():
-            continue
-        r, c = r[known].astype(np.int64), c[known].astype(np.int64)
-        cand = nb.index[c]
-        keys = r[:, None] * n_items + cand
-        pos = np.minimum(np.searchsorted(seen_keys, keys), last)
-        present = (seen_keys[pos] == keys) & (cand >= 0)
-        use = present & (np.cumsum(present, axis=1) <= k)
-        w = np.where(use, nb.sim[c], 0.0)
-        den = np.abs(w).sum(1) + reg
-        num = (w * np.where(use, seen_resid[pos], 0.0)).sum(1)
-        corr = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-        idx = np.flatnonzero(known) + lo
-        out[idx] = scale * corr
+    known = known[np.argsort(rows[known], kind="stable")]
+    users = rows[known]
+    block = max(1, table_elems // max(n_items, 1))
+    pos_dtype = np.int32 if seen_indices.shape[0] < 2**31 - 1 else np.int64
+    table = np.full((min(block, n_users), n_items), -1, dtype=pos_dtype)
+    b_lo = 0
+    while b_lo < known.size:
+        u0 = int(users[b_lo])
+        u1 = min(n_users, u0 + block)
+        b_hi = int(np.searchsorted(users, u1, side="left"))
+        lo_s, hi_s = int(seen_indptr[u0]), int(seen_indptr[u1])
+        local = np.repeat(np.arange(u1 - u0), np.diff(seen_indptr[u0:u1 + 1]))
+        table[local, seen_indices[lo_s:hi_s]] = np.arange(lo_s, hi_s, dtype=pos_dtype)
+        for c_lo in range(b_lo, b_hi, chunk):
+            sel = known[c_lo:min(b_hi, c_lo + chunk)]
+            cand = nb.index[cols[sel]]
+            pos = table[(rows[sel] - u0)[:, None], np.maximum(cand, 0)]
+            present = (pos >= 0) & (cand >= 0)
+            use = present & (np.cumsum(present, axis=1) <= k)
+            w = np.where(use, nb.sim[cols[sel]], 0.0)
+            e = np.where(use, seen_resid[np.maximum(pos, 0)], 0.0)
+            den = np.abs(w).sum(1) + reg
+            num = (w * e).sum(1)
+            out[sel] = scale * np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        table[local, seen_indices[lo_s:hi_s]] = -1
+        b_lo = b_hi
     return out
