@@ -50,3 +50,18 @@ def test_complete_usage_errors(tmp_path, capsys) -> None:
     assert main(["complete", str(csv), "--solver", "lu"]) == 2
     err = capsys.readouterr().err
     assert "--columns" in err and "'rank'" in err and "'solver'" in err
+
+
+def test_complete_neighbors_option(tmp_path, capsys) -> None:
+    csv = tmp_path / "ratings.csv"
+    ratings_frame(noise=0.3).to_csv(csv, index=False)
+    got = {}
+    for k in ("0", "5"):
+        model = tmp_path / f"m{k}.npz"
+        assert main(["complete", str(csv), "--rank", "3", "--test-size", "0.2", "--n-iter",
+                     "3", "--neighbors", k, "--save", str(model), "--format", "json"]) == 0
+        got[k] = json.loads(capsys.readouterr().out)["test_rmse"]
+        from rankfold.completion import ALS
+
+        assert ALS.load(model).neighbors == int(k)
+    assert got["0"] != got["5"]

@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rank", type=int, default=None,
                    help="number of factors (default: the estimator's, 50 for ALS)")
     p.add_argument("--reg", type=float, default=None, help="ALS regularisation")
+    p.add_argument("--neighbors", type=int, default=None, metavar="K",
+                   help="ALS item-neighbourhood correction: K rated neighbours (default 50; "
+                        "0 = the factor model alone)")
     p.add_argument("--n-iter", type=int, default=None, help="maximum iterations")
     p.add_argument("--solver", default=None,
                    help="row solver: auto, cholesky, cholesky_bf16, sketch or cg (ALS, AltMin)")
@@ -93,6 +96,8 @@ def _estimator(args: argparse.Namespace) -> Any:
             kw["reg"] = args.reg
         if args.solver is not None:
             kw["solver"] = args.solver
+        if args.neighbors is not None:
+            kw["neighbors"] = args.neighbors
         return ALS(**kw)
     if args.reg is not None and args.method == "altmin":
         kw["reg"] = args.reg
