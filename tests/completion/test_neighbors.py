@@ -61,13 +61,13 @@ def test_correction_matches_the_definition() -> None:
     np.testing.assert_allclose(np.sort(rec.scores)[::-1], np.sort(every)[::-1], rtol=1e-10)
 
 
-def test_dense_and_sparse_similarity_paths_agree() -> None:
+def test_blocked_similarities_agree_with_one_block() -> None:
     df = ratings_frame(80, 60, 3, 0.3, seed=4, noise=0.5)
     R = to_ratings(df)
     z = R.values - R.values.mean()
     a = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10)
-    b = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10, dense_limit=0,
-                       chunk_elems=100)  # sparse products, several blocks
+    b = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10,
+                       chunk_elems=500)  # blocks of 6 items
     np.testing.assert_allclose(a.sim, b.sim, rtol=1e-5, atol=1e-7)
     # the same neighbours up to ties in float32
     assert (a.index == b.index).mean() > 0.95
@@ -147,7 +147,7 @@ def test_similarity_work_cap_uses_a_user_subset() -> None:
     z = R.values - R.values.mean()
     full = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10)
     counts = np.bincount(R.rows)
-    cap = float((counts ** 2).sum()) / 3
+    cap = R.nnz * float(R.shape[1]) / 3
     a = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10, max_work=cap,
                        rng=np.random.default_rng(1))
     b = item_neighbors(R.rows, R.cols, z, R.shape, n_neighbors=10, max_work=cap,
@@ -156,7 +156,8 @@ def test_similarity_work_cap_uses_a_user_subset() -> None:
     assert not np.allclose(a.sim, full.sim)               # a subset was used
     # the same as the similarities of the users it kept: rebuild from the same draw
     perm = np.random.default_rng(1).permutation(R.shape[0])
-    n_keep = int(np.searchsorted(np.cumsum(counts[perm] ** 2.0), cap, side="right"))
+    n_keep = int(np.searchsorted(np.cumsum(counts[perm]) * float(R.shape[1]), cap,
+                                 side="right"))
     keep = np.isin(R.rows, perm[:n_keep])
     ref = item_neighbors(R.rows[keep], R.cols[keep], z[keep], R.shape, n_neighbors=10)
     np.testing.assert_allclose(a.sim, ref.sim, rtol=1e-6, atol=1e-9)

@@ -83,10 +83,11 @@ class ALS(CompletionEstimator):
         to ``i`` (among the ``max(50, 4 neighbors)`` stored per item), where ``e_uj``
         are the factor model's training residuals and ``s_ij`` shrunk cosines of the
         centred ratings (:mod:`rankfold.completion._neighbors`). Cross-validated on
-        MovieLens-100K (CV RMSE 0.9147 -> 0.9060); costs ``|Omega| n_items`` (dense
-        path, ``n_users n_items <= 2^24``) or ``sum_u n_u^2`` multiply-adds once per
-        fit, and ``max(50, 4 neighbors)`` lookups per predicted pair. ``history_``'s
-        ``val_rmse`` is the factor model's; ``val_rmse_neighbors`` the corrected one.
+        MovieLens-100K (CV RMSE 0.9147 -> 0.9060); costs ``|Omega| n_items``
+        multiply-adds once per fit (above 4e9, a random subset of users is used for
+        the similarities), and ``max(50, 4 neighbors)`` lookups per predicted pair.
+        ``history_``'s ``val_rmse`` is the factor model's; ``val_rmse_neighbors`` the
+        corrected one.
     neighbor_reg : float, default 0.5
         Added to the sum of absolute similarities (> 0; damps pairs with few or weakly
         similar rated neighbours).
