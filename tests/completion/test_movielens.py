@@ -41,8 +41,13 @@ def test_default_als_on_movielens_100k_80_20() -> None:
     est = ALS(generator=0).fit(train)
     s = score(est, test)
     assert s.rmse < 0.93
+    # the goal, met with the neighbourhood correction (0.8943 measured; the
+    # factor model alone gives 0.9028)
+    assert s.rmse <= 0.900
     assert s.mae < s.rmse
     assert np.all(np.diff(est.history_["loss"]) <= 0)
+    factor_only = score(ALS(generator=0, neighbors=0).fit(train), test)
+    assert s.rmse < factor_only.rmse - 0.005
 
 
 def test_missing_wheel_message(monkeypatch) -> None:
