@@ -122,7 +122,7 @@ def item_neighbors(rows: np.ndarray, cols: np.ndarray, z: np.ndarray,
 def neighbor_correction(nb: ItemNeighbors, seen_indptr: np.ndarray, seen_indices: np.ndarray,
                         seen_resid: np.ndarray, rows: np.ndarray, cols: np.ndarray, *,
                         k: int, reg: float, scale: float, table_elems: int = 1 << 22,
-                        chunk: int = 1 << 15) -> np.ndarray:
+                        chunk: int = 1 << 12) -> np.ndarray:
     """The correction at index pairs (a negative index = unknown: correction 0).
 
     Pairs are grouped by user; for a block of users a dense ``(users, n_items)`` table
