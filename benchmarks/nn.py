@@ -20,7 +20,11 @@ and ``docs/benchmarks/nn.md`` (+ ``docs/img/nn_*.png``) are rebuilt from the par
 rows measured are merged into the recorded part: a row with the same (method, allocation,
 ratio, calibration) replaces the recorded one, every other recorded row is kept.
 
+``--refine`` (minilm) runs only the defaults + ``refine_epochs=2`` rows (20/40/60 %, 256
+texts), merged the same way.
+
 Usage: python benchmarks/nn.py [--quick] [--parts minilm,speed,gpt2] [--methods m1,m2]
+[--refine]
 """
 
 from __future__ import annotations
@@ -141,14 +145,22 @@ def minilm_configs(quick: bool) -> list[tuple[str, str | None, float, int]]:
     return cfgs
 
 
+#: the opt-in refinement (``refine_epochs``) on top of the defaults, 256 texts
+REFINE = {"refine_epochs": 2}
+
+
+def refine_configs() -> list[tuple]:
+    return [("whiten", None, r, 256, REFINE) for r in (0.2, 0.4, 0.6)]
+
+
 def run_minilm(quick: bool, ratios: list[float] | None = None,
-               methods: list[str] | None = None) -> None:
+               methods: list[str] | None = None, refine: bool = False) -> None:
     """Every config of :func:`minilm_configs` (or those at ``ratios`` / of ``methods`` only)."""
     from rankfold.nn import compress
 
     enc = Encoder(quick)
     part = "minilm"
-    configs = minilm_configs(quick)
+    configs = refine_configs() if refine else minilm_configs(quick)
     if ratios:
         part = "minilm_" + "_".join(f"{int(100 * r)}" for r in ratios)
         configs = [c for c in configs if c[2] in ratios]
@@ -162,17 +174,20 @@ def run_minilm(quick: bool, ratios: list[float] | None = None,
              "compress_s": 0.0, "compress_cpu_s": 0.0, "eval_s": time.perf_counter() - t0}]
     print(f"dense {dense}", flush=True)
     payload = {"n_cosine_docs": len(enc.cos_docs), "quick": quick, "rows": rows}
-    for method, alloc, ratio, n_cal in configs:
+    for method, alloc, ratio, n_cal, *extra in configs:
         m = copy.deepcopy(enc.model)
         t, c = time.perf_counter(), time.process_time()
         kw = {} if alloc is None else {"allocation": alloc}
+        opts = extra[0] if extra else {}
         rep = compress(m, ratio=ratio, method=method, calibration=enc.pool[:n_cal],
-                       tokenizer=enc.tok, show_progress=False, **kw)
+                       tokenizer=enc.tok, show_progress=False, **kw, **opts)
         dt, dc = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
         res = enc.evaluate(m)
-        row = {"method": method, "allocation": rep.allocation + (" (default)" if alloc is None
-                                                                 else ""),
+        label = rep.allocation + (" (default)" if alloc is None else "")
+        if opts.get("refine_epochs"):
+            label += f" + refine {opts['refine_epochs']}"
+        row = {"method": method, "allocation": label,
                "ratio": ratio, "n_calibration": n_cal, **res,
                "param_ratio": rep.param_ratio, "rank_ratio": rep.rank_ratio,
                "compress_s": dt, "compress_cpu_s": dc, "eval_s": time.perf_counter() - t}
@@ -322,6 +337,8 @@ def _plot_minilm(rows: list[dict]) -> str | None:
             continue
         if r["allocation"] == "uniform" and r.get("n_calibration", 64) == 64:
             label = r["method"]
+        elif "refine" in r["allocation"]:
+            label = f"{r['method']} / {r['allocation']}, {r['n_calibration']} texts"
         elif r["allocation"].endswith("(default)"):
             label = f"{r['method']} / {r['allocation']}, {r['n_calibration']} texts"
         elif r["allocation"] == "sensitivity" and r["method"] == "whiten" and r.get(
@@ -573,6 +590,9 @@ def main() -> int:
                          "the rows are merged into the recorded results")
     ap.add_argument("--ratios", default=None,
                     help="minilm only: run the main configs at these ratios (e.g. 0.2,0.6)")
+    ap.add_argument("--refine", action="store_true",
+                    help="minilm only: run the defaults + refine_epochs configs instead (rows "
+                         "merged into the recorded results)")
     args = ap.parse_args()
     # on a shared, oversubscribed machine one thread is several times faster than two
     torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
@@ -589,7 +609,7 @@ def main() -> int:
     for part in args.parts.split(","):
         if part == "minilm":
             ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else None
-            run_minilm(args.quick, ratios, methods)
+            run_minilm(args.quick, ratios, methods, refine=args.refine)
         elif part == "gpt2":
             run_gpt2(args.quick, methods)
         else:

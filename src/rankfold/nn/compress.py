@@ -524,7 +524,9 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
          loss_fn: Callable | None, tokenizer: Any, max_length: int, batch_size: int,
          forward_fn: Callable | None, max_stats_bytes: int, sensitivity_batches: int,
          update_batches: int | None, method_options: dict[str, Any] | None,
-         show_progress: bool | None, dry_run: bool, func: str) -> CompressionReport:
+         show_progress: bool | None, dry_run: bool, func: str, refine_epochs: int = 0,
+         refine_lr: float = 3e-4, generator: torch.Generator | None = None,
+         ) -> CompressionReport:
     t0 = time.perf_counter()
     allocation = resolve_allocation(allocation, calibration)
     _validate(model, ratio, params_budget, method, allocation, inplace, func)
@@ -533,6 +535,16 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
     check_int(sensitivity_batches, "sensitivity_batches", func, low=1)
     check_int(update_batches, "update_batches", func, low=1, allow_none=True)
     check_int(max_stats_bytes, "max_stats_bytes", func, low=1)
+    check_int(refine_epochs, "refine_epochs", func, low=0)
+    check_float(refine_lr, "refine_lr", func, low=0.0, high=1.0, closed_low=False)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InvalidParameterError(
+            f"The 'generator' parameter of {func} must be a torch.Generator or None. "
+            f"Got {type(generator).__name__} instead.")
+    if refine_epochs and calibration is None:
+        raise InvalidParameterError(
+            f"{func} with refine_epochs={refine_epochs} needs calibration data (the "
+            "refinement matches the dense model's outputs on it).")
     get_method(method, func)
     get_allocation(allocation, func)
     if loss_fn is not None and not callable(loss_fn):
@@ -666,9 +678,56 @@ def _run(model: nn.Module, *, ratio: float | None, params_budget: int | None, me
     after = total - sum(r.params_before - r.params_after for r in rows)
     if not dry_run:
         _replace(model, new_modules)
+        if refine_epochs and calib is not None:
+            with progress(f"{func}: refine", total=None, enabled=show_progress):
+                rows = _refine_factors(model, modules, new_modules, ctxs, rows, calib,
+                                       refine_epochs, refine_lr, generator)
     return CompressionReport(rows, method, allocation, total, after,
                              time.perf_counter() - t0, not dry_run,
                              None if dry_run else model)
+
+
+def _module_factors(mod: nn.Module) -> Factors | None:
+    """The float64 factors of a refined low-rank module (None for other kinds)."""
+    if not isinstance(mod, LowRankLinear | LowRankConv2d):
+        return None
+    first, second = mod.first, mod.second
+
+    def f64(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach().to(torch.float64)
+
+    A = second.weight.reshape(second.weight.shape[0], -1)
+    B = first.weight.reshape(first.weight.shape[0], -1)
+    return Factors(f64(A), f64(B), f64(second.bias), f64(first.bias))
+
+
+def _refine_factors(model: nn.Module, modules: dict[str, nn.Module],
+                    new_modules: dict[str, nn.Module], ctxs: dict[str, LayerContext],
+                    rows: list[LayerReport], calib: Calibration, epochs: int, lr: float,
+                    generator: torch.Generator | None) -> list[LayerReport]:
+    """Train the swapped-in factors (see :mod:`rankfold.nn._refine`); undo on failure."""
+    from ._refine import refine
+
+    old = {n: modules[n] for n in new_modules}
+    trained = [n for n, m in new_modules.items() if isinstance(m, LowRankLinear
+                                                                | LowRankConv2d)]
+    params = [p for n in trained for p in new_modules[n].parameters()]
+    flags = [p.requires_grad for p in params]
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        refine(model, calib, lambda on: _replace(model, new_modules if on else old),
+               params, epochs=epochs, lr=lr, generator=gen)
+    except BaseException:
+        _replace(model, old)
+        raise
+    finally:
+        for p, f in zip(params, flags, strict=True):
+            p.requires_grad_(f)
+    errors = {n: output_error(ctxs[n], _module_factors(new_modules[n])) for n in trained
+              if n in ctxs}
+    return [r._replace(rel_error=errors[r.name]) if r.name in errors else r for r in rows]
 
 
 def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int | None = None,
@@ -679,7 +738,9 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
              forward_fn: Callable[[nn.Module, Any], Any] | None = None,
              max_stats_bytes: int = 2 << 30, sensitivity_batches: int = 1,
              update_batches: int | None = None, method_options: dict[str, Any] | None = None,
-             show_progress: bool | None = None) -> CompressionReport:
+             show_progress: bool | None = None, refine_epochs: int = 0,
+             refine_lr: float = 3e-4, generator: torch.Generator | None = None,
+             ) -> CompressionReport:
     """Replace the model's layers by low-rank factorizations, one shot, no retraining.
 
     Parameters
@@ -726,6 +787,19 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
         ``alpha`` (asvd, 0.5), ``ridge`` (whitening, 1e-6), ``ridge_lambda`` (nystrom, 1e-2).
     show_progress : bool, optional
         Progress bars on stderr (default: only on a terminal).
+    refine_epochs : int, default 0
+        Opt-in: after the one-shot factorization, train the factors of every
+        ``LowRankLinear`` / ``LowRankConv2d`` for this many passes over the calibration
+        batches (Adam, learning rate ``refine_lr`` decaying linearly to 0) so that the
+        model's output matches the dense model's (relative squared error over non-padding
+        positions). Each pass costs about three forward passes of the calibration data;
+        on all-MiniLM-L6-v2 at 40% two passes raised the mean cosine to the dense
+        embeddings from 0.90 to 0.93 (docs/nn.md). Ranks do not change; on failure the
+        dense modules are put back.
+    refine_lr : float, default 3e-4
+        Initial Adam learning rate of the refinement.
+    generator : torch.Generator, optional
+        Order of the batches in the refinement (default: seeded with 0).
 
     Returns
     -------
@@ -758,7 +832,8 @@ def compress(model: nn.Module, *, ratio: float | None = None, params_budget: int
                 max_length=max_length, batch_size=batch_size, forward_fn=forward_fn,
                 max_stats_bytes=max_stats_bytes, sensitivity_batches=sensitivity_batches,
                 update_batches=update_batches, method_options=method_options,
-                show_progress=show_progress, dry_run=False, func="compress")
+                show_progress=show_progress, dry_run=False, func="compress",
+                refine_epochs=refine_epochs, refine_lr=refine_lr, generator=generator)
 
 
 def plan(model: nn.Module, *, verbose: bool = True, **kwargs: Any) -> CompressionReport:
@@ -775,7 +850,7 @@ def plan(model: nn.Module, *, verbose: bool = True, **kwargs: Any) -> Compressio
                     exclude=None, loss_fn=None, tokenizer=None, max_length=128,
                     batch_size=16, forward_fn=None, max_stats_bytes=2 << 30,
                     sensitivity_batches=1, update_batches=None, method_options=None,
-                    show_progress=None)
+                    show_progress=None, refine_epochs=0, refine_lr=3e-4, generator=None)
     unknown = set(kwargs) - set(defaults) - {"method", "allocation"}
     if unknown:
         raise InvalidParameterError(
