@@ -147,3 +147,19 @@ def test_refined_bert_and_cnn_round_trip(tmp_path) -> None:
     back = load_compressed(seeded(SmallCNN(), 9), tmp_path / "cnn").eval()
     with torch.no_grad():
         assert torch.equal(cnn(imgs[0]), back(imgs[0]))
+
+
+def test_cli_refine_epochs(tmp_path, capsys) -> None:
+    import json
+
+    from test_cli_nn import _model_dir
+
+    from rankfold.cli.main import main
+
+    d, texts = _model_dir(tmp_path)
+    rc = main(["compress", str(d), "--ratio", "0.4", "--calibration", str(texts),
+               "--refine-epochs", "1", "--out", str(tmp_path / "out"), "--format", "json"])
+    assert rc == 0
+    assert 0.35 < json.loads(capsys.readouterr().out)["param_ratio_removed"] < 0.45
+    assert main(["compress", str(d), "--ratio", "0.4", "--refine-epochs", "1",
+                 "--out", str(tmp_path / "o2")]) != 0

@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--max-texts", type=int, default=256, help="calibration texts used")
     p.add_argument("--max-length", type=int, default=128, help="tokens per text")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--refine-epochs", type=int, default=0,
+                   help="opt-in: passes of training the factors to the dense model's outputs "
+                        "on the calibration texts (default 0)")
     p.add_argument("--targets", help="full-match regex of module names to compress")
     p.add_argument("--exclude", help="full-match regex of module names to keep dense")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         rep = plan(model, verbose=False, **kw)
     else:
-        rep = compress(model, **kw)
+        rep = compress(model, **kw, refine_epochs=args.refine_epochs)
         out = save_compressed(model, args.out)
         if tok is not None:
             tok.save_pretrained(str(out))
