@@ -211,3 +211,42 @@ def test_bad_inputs() -> None:
         lstsq(A, sp.csr_matrix(b[:, None]))
     with pytest.raises(InvalidParameterError, match="'A'"):
         lstsq(sp.linalg.aslinearoperator(A), b)
+
+
+@pytest.mark.parametrize("m", [7, 1000, 12345])
+def test_fused_passes_match_two_products(m: int) -> None:
+    from rankfold.linalg.lstsq import _fused_passes
+
+    g = torch.Generator().manual_seed(m)
+    A = torch.randn(m, 300, generator=g, dtype=torch.float64)
+    d = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(m, 2, generator=g, dtype=torch.float64)
+    q, t = _fused_passes(A, d)
+    torch.testing.assert_close(q, A @ d)
+    torch.testing.assert_close(t, A.T @ (A @ d))
+    r, t2 = _fused_passes(A, d, b)
+    torch.testing.assert_close(r, b - A @ d)
+    torch.testing.assert_close(t2, A.T @ (b - A @ d))
+
+
+def test_reported_residual_is_the_true_residual() -> None:
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((3000, 40)) @ np.diag(np.logspace(0, -5, 40))
+    b = rng.standard_normal(3000)
+    res = lstsq(A, b, generator=0)
+    true = np.linalg.norm(A @ res.solution - b)
+    np.testing.assert_allclose(res.info.residual_norm, true, rtol=1e-10)
+
+
+def test_default_sketch_handles_coherent_rows() -> None:
+    # n rows carry (almost) all the leverage: a sparse sketch with few nonzeros per
+    # column must still embed them, or CG on the preconditioned system slows down
+    rng = np.random.default_rng(3)
+    n = 60
+    A = np.vstack([np.diag(np.logspace(0, 4, n)), 1e-3 * rng.standard_normal((20000, n))])
+    x = rng.standard_normal(n)
+    b = A @ x
+    res = lstsq(A, b, tol=1e-12, generator=1)
+    assert res.info.cond_preconditioned < 3.0
+    assert res.info.iterations <= 40
+    np.testing.assert_allclose(res.solution, x, rtol=1e-8)
