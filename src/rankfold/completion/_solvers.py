@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from .._parallel import cpu_workers, run_threads
 
 __all__ = ["RowLayout", "build_layout", "solve_side", "SOLVERS", "SolverOptions", "layouts",
            "residual_sq_sum", "auto_threshold"]
@@ -353,7 +354,7 @@ def solve_side(layout: RowLayout, Y: torch.Tensor, offset: torch.Tensor | None,
     workers = _workers(opts, Y.device, len(jobs),
                        any(j[0] == "sketch" for j in jobs))
     if workers > 1:
-        results = _run_parallel(run, jobs, workers)
+        results = run_threads(run, jobs, workers)
     else:
         results = [run(j) for j in jobs]
     if sq_residual is not None:
@@ -367,24 +368,12 @@ def _workers(opts: SolverOptions, device: torch.device, n_jobs: int, random: boo
 
     On CPU the chunks are independent; running them on ``torch.get_num_threads()``
     Python threads with one torch thread each avoids the intra-op pool's fork/join on
-    each of the many small batched kernels (the GIL is released inside every kernel).
+    each of the many small batched kernels (see :mod:`rankfold._parallel`).
     The sketched solver draws from the shared generator and stays sequential.
     """
-    if device.type != "cpu" or random or n_jobs < 2:
+    if random:
         return 1
-    n = opts.workers if opts.workers is not None else torch.get_num_threads()
-    return max(1, min(n, n_jobs))
-
-
-def _run_parallel(fn: Callable, jobs: list, workers: int) -> list:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:
-            return list(pool.map(fn, jobs))
-    finally:
-        torch.set_num_threads(old)
+    return cpu_workers(device, n_jobs, opts.workers)
 
 
 def layouts(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int],
