@@ -82,6 +82,22 @@ def test_svd_options_are_passed(tmp_path: Path, lowrank: np.ndarray,
     assert np.allclose(summary["singular_values"], ref.S, rtol=1e-6)
 
 
+def test_svd_precision_is_passed(tmp_path: Path, lowrank: np.ndarray,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tmp_path / "m.npy", lowrank.astype(np.float32))
+    for precision in ("mixed", "full"):
+        out = tmp_path / f"{precision}.npz"
+        assert main(["svd", str(src), "--rank", "3", "--precision", precision,
+                     "--format", "json", "--out", str(out)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        from rankfold.linalg import rsvd
+
+        ref = rsvd(lowrank.astype(np.float32), 3, precision=precision, generator=0)
+        assert np.allclose(summary["singular_values"], ref.S, rtol=1e-6)
+    with pytest.raises(SystemExit):
+        main(["svd", str(src), "--rank", "3", "--precision", "half"])
+
+
 @pytest.mark.parametrize(("extra", "match"), [
     ([], "exactly one of --rank and --tol. Got neither"),
     (["--rank", "2", "--tol", "0.1"], "exactly one of --rank and --tol. Got both"),

@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
                    help="extra sampled directions (default 10)")
     p.add_argument("--method", default="subspace", choices=["subspace", "krylov"],
                    help="fixed-rank algorithm (default subspace)")
+    p.add_argument("--precision", choices=["auto", "full", "mixed"], default="auto",
+                   help="dense input: 'mixed' finds the range with a bfloat16 copy and "
+                        "projects in full precision, 'full' never rounds; 'auto' (default) "
+                        "is mixed for large float32 input on CPUs with bfloat16 dot "
+                        "products")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--dtype", choices=["keep", "float32", "float64"], default="keep",
                    help="compute in this precision (default: the file's, integers -> "
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     res = rsvd(A, args.rank, tol=args.tol, n_iter=args.n_iter, oversample=args.oversample,
-               method=args.method, generator=args.seed)
+               method=args.method, precision=args.precision, generator=args.seed)
     seconds = time.perf_counter() - t0
     U, S, Vh = (np.asarray(x) for x in res)
 
