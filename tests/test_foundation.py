@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +137,44 @@ def test_demo_rejects_unknown_section() -> None:
     from rankfold.cli.main import main
 
     assert main(["demo", "--sections", "nope"]) == 2
+
+
+def test_run_threads_keeps_order_and_restores_threads() -> None:
+    import torch
+
+    from rankfold._parallel import cpu_workers, run_threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def job(i: int) -> int:
+        seen.append(torch.get_num_threads())
+        # a nested call from a worker runs inline instead of waiting for busy workers
+        return sum(run_threads(lambda j: j * i, range(3), 2))
+
+    assert run_threads(job, range(6), 2) == [3 * i for i in range(6)]
+    assert set(seen) == {1}  # one torch thread per worker
+    assert torch.get_num_threads() == before
+    assert cpu_workers(torch.device("cpu"), 1) == 1
+    assert cpu_workers(torch.device("cpu"), 10, requested=3) == 3
+    assert cpu_workers(torch.device("meta"), 10) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_run_threads_works_in_a_forked_child() -> None:
+    from rankfold._parallel import run_threads
+
+    assert run_threads(lambda j: j + 1, range(4), 2) == [1, 2, 3, 4]  # pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no threads; a fresh one must be made
+        ok = run_threads(lambda j: j + 1, range(4), 2) == [1, 2, 3, 4]
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("run_threads hung in a forked child")

@@ -32,8 +32,18 @@ def cpu_workers(device: torch.device, n_jobs: int, requested: int | None = None)
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0  # a forked child inherits the pool object but not its threads
 _POOL_LOCK = threading.Lock()
 _IN_WORKER = threading.local()
+
+
+def _reset_after_fork() -> None:
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _mark_worker() -> None:
@@ -43,14 +53,17 @@ def _mark_worker() -> None:
 def _pool(workers: int) -> ThreadPoolExecutor:
     """A process-wide pool, grown on demand: creating threads per call cost ~3 ms here,
     more than some of the passes it runs."""
-    global _POOL
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
+        if _POOL_PID != os.getpid():
+            _POOL = None  # inherited through fork: its threads do not exist here
         if _POOL is None or _POOL._max_workers < workers:  # noqa: SLF001
             if _POOL is not None:
                 _POOL.shutdown(wait=False)
             _POOL = ThreadPoolExecutor(max(workers, os.cpu_count() or 1),
                                        thread_name_prefix="rankfold",
                                        initializer=_mark_worker)
+            _POOL_PID = os.getpid()
         return _POOL
 
 
