@@ -80,8 +80,9 @@ def _rows_for(name: str, A: np.ndarray, k: int, tols: list[float], repeats: int,
         add(f"rankfold rsvd ({method})", k, t, res, opt)
 
     def lowrank() -> tuple[Any, ...]:
-        with torch.random.fork_rng(devices=[]):  # svd_lowrank draws from the global RNG
-            torch.manual_seed(0)
+        # svd_lowrank takes no generator and draws from the global RNG: fork_rng gives
+        # it a copy and restores the caller's state afterwards (its row is not seeded)
+        with torch.random.fork_rng(devices=[]):
             U, S, V = torch.svd_lowrank(At, q=k + 10, niter=2)
         return U[:, :k], S[:k], V[:, :k].mT
 
