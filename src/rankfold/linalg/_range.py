@@ -205,12 +205,27 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
                      dense=t)
 
 
-def fro_norm_sq(A: LinearMap, chunk: int = 256) -> torch.Tensor:
+def fro_norm_sq(A: LinearMap, chunk: int = 256, *, fast: bool = False) -> torch.Tensor:
     """Squared Frobenius norm in float64, shape ``batch`` (a 0-d tensor for 2-D ``A``).
 
     Dense inputs are reduced in row chunks (no float64 copy of ``A``); operators are
     applied to the identity in column blocks (the cost of ``n`` matrix-vector products).
+    ``fast``: for a contiguous dense ``A``, BLAS dot products over 2**20-entry chunks
+    summed in float64: about 4x faster than the float64 reduction and accurate to ~1e-5
+    relative (float32 accumulation inside each chunk) -- enough for tests with a margin,
+    not for the tolerance mode's error indicator.
     """
+    if fast and A.dense is not None and A.dense.is_contiguous():
+        flat = A.dense.reshape(-1, A.m * A.n)
+        out = torch.empty(flat.shape[0], dtype=torch.float64)
+        step = 1 << 20
+        for b in range(flat.shape[0]):
+            total = 0.0
+            for i in range(0, flat.shape[1], step):
+                x = flat[b, i:i + step]
+                total += float(torch.dot(x, x))
+            out[b] = total
+        return out.reshape(A.batch).to(A.device)
     if A.dense is not None:
         d = A.dense
         # float64 accumulation in row blocks of about 4M entries (a float32 reduction of
