@@ -8,6 +8,7 @@ orthonormalisation (Cholesky-QR2 with a Householder fallback).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +20,18 @@ import scipy.sparse.linalg as spla
 import torch
 
 from .._array import InputInfo, MatrixOperator, as_tensor
+from .._parallel import cpu_workers, run_threads
 from .._validation import check_finite, check_matrix_shape, param_error
+from ._spmm import SparseRows, have_kernels
 
 __all__ = ["LinearMap", "as_linear_map", "orthonormalize", "thin_svd_tall", "fro_norm_sq",
-           "serial"]
+           "serial", "checked_cholesky", "CHOLQR_MAX_COND",
+           "right_mul_gram_", "triangular_inverse", "empty", "mm", "gram64"]
 
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
 # Cholesky-QR is used only when the basis is this well conditioned (estimated from the
 # diagonal of R); otherwise rounding would leave Q far from orthonormal.
-_CHOLQR_MAX_COND = {torch.float32: 1e3, torch.float64: 1e7}
+CHOLQR_MAX_COND = {torch.float32: 1e3, torch.float64: 1e7}
 # thin_svd_tall reads singular values off the Cholesky factor of a float64 Gram matrix:
 # their error is about eps64 * cond^2 relative to the largest, so cond is kept small
 # enough for the working precision.
@@ -37,14 +42,17 @@ class LinearMap:
     """``A`` seen through products: ``mm(X) = A @ X`` and ``rmm(X) = A^H @ X``.
 
     Dense tensors may be batched ``(*, m, n)``; sparse and operator inputs are 2-D.
-    Sparse inputs (scipy.sparse or sparse torch tensors) become torch CSR tensors, with a
-    second CSR copy of ``A^T`` so both products run as multithreaded row-wise kernels
-    (scipy's sparse @ dense is single-threaded).
+    Sparse inputs (scipy.sparse or sparse torch tensors) on the CPU use the compiled
+    kernels of :mod:`._spmm` when numba is installed (one CSR copy serves both products);
+    otherwise, and on other devices, they become torch CSR tensors with a second CSR copy
+    of ``A^T``, so both products run as multithreaded row-wise kernels (scipy's sparse @
+    dense is single-threaded).
     """
 
     def __init__(self, *, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
                  info: InputInfo, dense: torch.Tensor | None = None,
                  csr: torch.Tensor | None = None, csr_t: torch.Tensor | None = None,
+                 rows: SparseRows | None = None,
                  operator: MatrixOperator | None = None) -> None:
         self.shape = shape
         self.dtype = dtype
@@ -53,6 +61,7 @@ class LinearMap:
         self.dense = dense
         self._csr = csr
         self._csr_t = csr_t
+        self._rows = rows
         self._op = operator
 
     @property
@@ -67,20 +76,29 @@ class LinearMap:
     def batch(self) -> tuple[int, ...]:
         return tuple(self.shape[:-2])
 
-    def mm(self, X: torch.Tensor) -> torch.Tensor:
-        """``A @ X``."""
+    @property
+    def sparse_rows(self) -> SparseRows | None:
+        """The compiled-kernel form of a sparse ``A`` (None for other inputs)."""
+        return self._rows
+
+    def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``A @ X`` (``out``: optional buffer the sparse kernels write into)."""
         if self.dense is not None:
             return self.dense @ X
+        if self._rows is not None:
+            return self._rows.mm(X, out=out)
         if self._csr is not None:
             return self._csr @ X
         return self._op.mm(X)  # type: ignore[union-attr]
 
-    def rmm(self, X: torch.Tensor) -> torch.Tensor:
-        """``A^H @ X``."""
+    def rmm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``A^H @ X`` (``out``: optional buffer the sparse kernels write into)."""
         if self.dense is not None:
             # (X^H A)^H streams the row-major A in its storage order; A^H @ X was up to
             # 1.6-1.9x slower on one thread here (MKL sgemm with a transposed A)
             return (X.mH @ self.dense).mH
+        if self._rows is not None:
+            return self._rows.rmm(X, out=out)
         if self._csr_t is not None:
             return self._csr_t @ X
         return self._op.rmm(X)  # type: ignore[union-attr]
@@ -165,9 +183,14 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
         if csr.dtype not in (np.float32, np.float64):
             csr = csr.astype(np.float64)
         check_finite(csr.data, name, func)
-        csr.sum_duplicates()
+        if not csr.has_canonical_format:
+            csr = csr.copy()  # sum_duplicates sorts in place: keep the caller's arrays
+            csr.sum_duplicates()
         dtype = _torch_dtype(csr.dtype)
         dev = torch.device("cpu")
+        if have_kernels():
+            return LinearMap(shape=tuple(csr.shape), dtype=dtype, device=dev,
+                             info=InputInfo("sparse", dtype, dev), rows=SparseRows(csr))
         csr_t = sp.csr_array(csr.T)
         return LinearMap(shape=tuple(csr.shape), dtype=dtype, device=dev,
                          info=InputInfo("sparse", dtype, dev),
@@ -181,6 +204,11 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
             dtype = torch.float32
         coo = A.to_sparse_coo().coalesce().to(dtype)
         check_finite(coo.values(), name, func)
+        if A.device.type == "cpu" and have_kernels():
+            idx = coo.indices().numpy()
+            csr = sp.csr_array((coo.values().numpy(), (idx[0], idx[1])), shape=tuple(A.shape))
+            return LinearMap(shape=tuple(A.shape), dtype=dtype, device=A.device,
+                             info=InputInfo("torch", dtype, A.device), rows=SparseRows(csr))
         return LinearMap(shape=tuple(A.shape), dtype=dtype, device=A.device,
                          info=InputInfo("torch", dtype, A.device),
                          csr=_to_csr(coo), csr_t=_to_csr(coo.t().coalesce()))
@@ -237,6 +265,9 @@ def fro_norm_sq(A: LinearMap, chunk: int = 256, *, fast: bool = False) -> torch.
             total += torch.linalg.vector_norm(d[..., i:i + rows, :], dim=(-2, -1),
                                               dtype=torch.float64).square()
         return total
+    if A._rows is not None:
+        v = torch.from_numpy(A._rows.data).to(torch.float64)
+        return v.square().sum()
     if A._csr is not None:
         v = A._csr.values().to(torch.float64)
         return v.square().sum()
@@ -297,7 +328,7 @@ def orthonormalize(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
     m, l = X.shape[-2], X.shape[-1]
     if l > m or l == 0:
         return _householder(X)
-    limit = _CHOLQR_MAX_COND.get(X.dtype)
+    limit = CHOLQR_MAX_COND.get(X.dtype)
     if limit is None:
         return _householder(X)
     Q = X
@@ -310,12 +341,88 @@ def orthonormalize(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
             # (checked above) R: a triangular solve with m right-hand sides took 2x the
             # GEMM's time on a 200000 x 60 block here. (A large m x l product keeps all
             # threads.)
-            with serial():
-                Rinv = torch.linalg.solve_triangular(
-                    R, torch.eye(l, dtype=R.dtype, device=R.device).expand_as(R),
-                    upper=True)
-            Q = Q @ Rinv.to(X.dtype)
+            Q = mm(Q, triangular_inverse(R).to(X.dtype))
     return Q
+
+
+def triangular_inverse(R: torch.Tensor) -> torch.Tensor:
+    """``R^{-1}`` of a small upper-triangular (batched) ``R``, on one thread."""
+    with serial():
+        eye = torch.eye(R.shape[-1], dtype=R.dtype, device=R.device).expand_as(R)
+        return torch.linalg.solve_triangular(R, eye, upper=True)
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.empty``, except that large float CPU blocks come from numpy's allocator.
+
+    numpy asks the kernel for transparent huge pages on large blocks; torch does not. A
+    fresh 51 MB block cost 12 ms of page faults when first written through torch here, 3
+    ms through numpy (on every call: glibc returns blocks this large to the kernel).
+    """
+    nbytes = math.prod(shape) * (torch.finfo(dtype).bits // 8 if dtype.is_floating_point
+                                 else 8)
+    if device.type == "cpu" and dtype in _NUMPY_FLOATS and nbytes >= (4 << 20):
+        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_FLOATS[dtype]))
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``A @ B`` for 2-D ``A``, ``B``, the result allocated by :func:`empty`."""
+    if A.ndim != 2 or B.ndim != 2:
+        return A @ B
+    return torch.mm(A, B, out=empty((A.shape[0], B.shape[1]), A.dtype, A.device))
+
+
+def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, rows: int = 2048,
+                  ) -> torch.Tensor:
+    """float64 Gram matrix of ``Y`` (``M`` None: each block converted to float64, so the
+    Gram matrix is exact to float64 rounding) or of ``Y @ M`` with ``Y <- Y @ M`` done in
+    place (float32 products for float32 ``Y``), over cache-sized row blocks of a 2-D
+    ``Y`` split over the CPU threads."""
+    m, l = Y.shape
+    if M is not None:
+        M = M.to(Y.dtype)
+    blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
+    workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
+    per = -(-len(blocks) // workers)
+
+    def part(w: int) -> torch.Tensor:
+        tmp = torch.empty(rows, l, dtype=Y.dtype if M is not None else torch.float64,
+                          device=Y.device)
+        gram = torch.zeros(l, l, dtype=torch.float64, device=Y.device)
+        for a, b in blocks[w * per:(w + 1) * per]:
+            t = tmp[:b - a]
+            if M is None:
+                t.copy_(Y[a:b])
+                gram += t.mH @ t
+            else:
+                torch.mm(Y[a:b], M, out=t)
+                Y[a:b] = t
+                gram += (t.mH @ t).to(torch.float64)
+        return gram
+
+    return sum(run_threads(part, range(workers), workers))  # type: ignore[return-value]
+
+
+def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """``Y <- Y @ M`` in place for a tall 2-D ``Y`` (m, l) and square ``M`` (l, l); returns
+    the float64 Gram matrix ``Y^H Y`` of the result.
+
+    Row blocks that fit in the L2 cache are multiplied and their Gram matrices taken
+    while they are hot: one read and one write of ``Y`` instead of the three passes (and
+    a fresh m x l block, whose page faults cost as much as the product here) of
+    ``Q = Y @ M; Q^H @ Q``. The blocks are split over the CPU threads.
+    """
+    return _blocked_gram(Y, M)
+
+
+def gram64(Y: torch.Tensor) -> torch.Tensor:
+    """``Y^H Y`` accumulated in float64 (``(*, m, l) -> (*, l, l)``); a 2-D CPU ``Y`` is
+    converted block by block (no float64 copy of ``Y``)."""
+    if Y.ndim == 2 and Y.device.type == "cpu" and Y.dtype != torch.float64:
+        return _blocked_gram(Y, None)
+    Y64 = Y.to(torch.float64)
+    return Y64.mH @ Y64
 
 
 def _gram_cholesky(Y: torch.Tensor, limit: float, *, exact_gram: bool = False,
@@ -324,10 +431,15 @@ def _gram_cholesky(Y: torch.Tensor, limit: float, *, exact_gram: bool = False,
     conditioned than ``limit`` (judged from the diagonal of the factor). ``exact_gram``
     forms the Gram matrix in float64 (needed when R's singular values are used)."""
     if exact_gram and Y.dtype != torch.float64:
-        Y64 = Y.to(torch.float64)
-        gram = Y64.mH @ Y64
+        gram = gram64(Y)
     else:
         gram = (Y.mH @ Y).to(torch.float64)
+    return checked_cholesky(gram, limit)
+
+
+def checked_cholesky(gram: torch.Tensor, limit: float) -> torch.Tensor | None:
+    """Upper Cholesky factor of the float64 Gram matrix ``gram``, or None when it fails or
+    its diagonal spreads over more than ``limit`` (too ill conditioned)."""
     with serial():
         R, info = torch.linalg.cholesky_ex(gram, upper=True)
         if bool((info != 0).any()):
@@ -338,13 +450,15 @@ def _gram_cholesky(Y: torch.Tensor, limit: float, *, exact_gram: bool = False,
     return R
 
 
-def thin_svd_tall(Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Leading ``k`` singular triplets of a tall ``Y`` (``(*, m, L)``, ``m >= L >= k``).
 
-    Returns ``U (*, m, k)``, ``s (*, k)``, ``vh (*, k, L)``. Via ``Y = Q R`` with ``R``
-    the Cholesky factor of ``Y^H Y`` (float64): ``U = Y (R^{-1} u_k)``, so neither ``Q``
-    nor an ``m x L`` triangular solve is formed, only one ``m x L x k`` product. Falls
-    back to Householder QR for ill-conditioned ``Y``.
+    Returns ``U (*, m, k)``, ``s (*, k)``, ``vh (*, k, L)``; with ``u_transposed``,
+    ``U^H`` (*, k, m) as a contiguous tensor instead (no transposed copy needed). Via
+    ``Y = Q R`` with ``R`` the Cholesky factor of ``Y^H Y`` (float64): ``U = Y (R^{-1}
+    u_k)``, so neither ``Q`` nor an ``m x L`` triangular solve is formed, only one
+    ``m x L x k`` product. Falls back to Householder QR for ill-conditioned ``Y``.
     """
     m, L = Y.shape[-2], Y.shape[-1]
     limit = _SVD_GRAM_MAX_COND.get(Y.dtype)
@@ -355,8 +469,10 @@ def thin_svd_tall(Y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, 
         Rq = Q.mH @ Y
         with serial():
             u, s, vh = torch.linalg.svd(Rq, full_matrices=False)
-        return Q @ u[..., :k], s[..., :k], vh[..., :k, :]
+        U = Q @ u[..., :k]
+        return (U.mH.contiguous() if u_transposed else U), s[..., :k], vh[..., :k, :]
     with serial():
         u, s, vh = torch.linalg.svd(R, full_matrices=False)
-        coef = torch.linalg.solve_triangular(R, u[..., :k], upper=True)
-    return (Y @ coef.to(Y.dtype), s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype))
+        coef = torch.linalg.solve_triangular(R, u[..., :k], upper=True).to(Y.dtype)
+    U = mm(coef.mH, Y.mH) if u_transposed else mm(Y, coef)
+    return U, s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype)
