@@ -8,7 +8,6 @@ orthonormalisation (Cholesky-QR2 with a Householder fallback).
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +21,12 @@ import torch
 from .._array import InputInfo, MatrixOperator, as_tensor
 from .._parallel import cpu_workers, run_threads
 from .._validation import check_finite, check_matrix_shape, param_error
-from ._spmm import SparseRows, have_kernels
+from ._spmm import SparseRows, TransposedRows, have_kernels
 
 __all__ = ["LinearMap", "as_linear_map", "orthonormalize", "thin_svd_tall", "fro_norm_sq",
            "serial", "checked_cholesky", "CHOLQR_MAX_COND",
-           "right_mul_gram_", "triangular_inverse", "empty", "mm", "gram64"]
+           "right_mul_gram_", "triangular_inverse", "gram64", "orthonormalize_"]
 
-_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
 # Cholesky-QR is used only when the basis is this well conditioned (estimated from the
 # diagonal of R); otherwise rounding would leave Q far from orthonormal.
 CHOLQR_MAX_COND = {torch.float32: 1e3, torch.float64: 1e7}
@@ -52,7 +50,7 @@ class LinearMap:
     def __init__(self, *, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
                  info: InputInfo, dense: torch.Tensor | None = None,
                  csr: torch.Tensor | None = None, csr_t: torch.Tensor | None = None,
-                 rows: SparseRows | None = None,
+                 rows: SparseRows | TransposedRows | None = None,
                  operator: MatrixOperator | None = None) -> None:
         self.shape = shape
         self.dtype = dtype
@@ -77,9 +75,17 @@ class LinearMap:
         return tuple(self.shape[:-2])
 
     @property
-    def sparse_rows(self) -> SparseRows | None:
+    def sparse_rows(self) -> SparseRows | TransposedRows | None:
         """The compiled-kernel form of a sparse ``A`` (None for other inputs)."""
         return self._rows
+
+    def transposed(self) -> LinearMap:
+        """``A^H`` of a sparse (compiled-kernel) real ``A``, sharing its arrays."""
+        rows = self._rows
+        assert rows is not None
+        t = rows.base if isinstance(rows, TransposedRows) else TransposedRows(rows)
+        return LinearMap(shape=(self.n, self.m), dtype=self.dtype, device=self.device,
+                         info=self.info, rows=t)
 
     def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """``A @ X`` (``out``: optional buffer the sparse kernels write into)."""
@@ -341,7 +347,7 @@ def orthonormalize(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
             # (checked above) R: a triangular solve with m right-hand sides took 2x the
             # GEMM's time on a 200000 x 60 block here. (A large m x l product keeps all
             # threads.)
-            Q = mm(Q, triangular_inverse(R).to(X.dtype))
+            Q = Q @ triangular_inverse(R).to(X.dtype)
     return Q
 
 
@@ -352,77 +358,74 @@ def triangular_inverse(R: torch.Tensor) -> torch.Tensor:
         return torch.linalg.solve_triangular(R, eye, upper=True)
 
 
-def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.empty``, except that large float CPU blocks come from numpy's allocator.
-
-    numpy asks the kernel for transparent huge pages on large blocks; torch does not. A
-    fresh 51 MB block cost 12 ms of page faults when first written through torch here, 3
-    ms through numpy (on every call: glibc returns blocks this large to the kernel).
-    """
-    nbytes = math.prod(shape) * (torch.finfo(dtype).bits // 8 if dtype.is_floating_point
-                                 else 8)
-    if device.type == "cpu" and dtype in _NUMPY_FLOATS and nbytes >= (4 << 20):
-        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_FLOATS[dtype]))
-    return torch.empty(shape, dtype=dtype, device=device)
-
-
-def mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``A @ B`` for 2-D ``A``, ``B``, the result allocated by :func:`empty`."""
-    if A.ndim != 2 or B.ndim != 2:
-        return A @ B
-    return torch.mm(A, B, out=empty((A.shape[0], B.shape[1]), A.dtype, A.device))
-
-
-def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, rows: int = 2048,
-                  ) -> torch.Tensor:
-    """float64 Gram matrix of ``Y`` (``M`` None: each block converted to float64, so the
-    Gram matrix is exact to float64 rounding) or of ``Y @ M`` with ``Y <- Y @ M`` done in
-    place (float32 products for float32 ``Y``), over cache-sized row blocks of a 2-D
-    ``Y`` split over the CPU threads."""
+def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
+                  rows: int = 2048) -> torch.Tensor:
+    """float64 Gram matrix of ``Y`` (``M`` None) or of ``Y @ M`` with ``Y <- Y @ M`` done
+    in place, over cache-sized row blocks of a 2-D ``Y`` split over the CPU threads.
+    ``exact``: each block is converted to float64 before its Gram matrix is taken (exact
+    to float64 rounding); otherwise the products run in ``Y``'s dtype."""
     m, l = Y.shape
     if M is not None:
         M = M.to(Y.dtype)
     blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
     workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
     per = -(-len(blocks) // workers)
+    wide = exact and Y.dtype != torch.float64
 
     def part(w: int) -> torch.Tensor:
-        tmp = torch.empty(rows, l, dtype=Y.dtype if M is not None else torch.float64,
-                          device=Y.device)
+        tmp = torch.empty(rows, l, dtype=Y.dtype, device=Y.device)
+        tmp64 = torch.empty(rows, l, dtype=torch.float64, device=Y.device) if wide else None
         gram = torch.zeros(l, l, dtype=torch.float64, device=Y.device)
         for a, b in blocks[w * per:(w + 1) * per]:
-            t = tmp[:b - a]
-            if M is None:
-                t.copy_(Y[a:b])
+            t = Y[a:b]
+            if M is not None:
+                t = torch.mm(t, M, out=tmp[:b - a])
+                Y[a:b] = t
+            if tmp64 is not None:
+                t = tmp64[:b - a].copy_(t)
                 gram += t.mH @ t
             else:
-                torch.mm(Y[a:b], M, out=t)
-                Y[a:b] = t
                 gram += (t.mH @ t).to(torch.float64)
         return gram
 
     return sum(run_threads(part, range(workers), workers))  # type: ignore[return-value]
 
 
-def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
     """``Y <- Y @ M`` in place for a tall 2-D ``Y`` (m, l) and square ``M`` (l, l); returns
-    the float64 Gram matrix ``Y^H Y`` of the result.
+    the float64 Gram matrix ``Y^H Y`` of the result (``exact``: accumulated in float64).
 
     Row blocks that fit in the L2 cache are multiplied and their Gram matrices taken
     while they are hot: one read and one write of ``Y`` instead of the three passes (and
     a fresh m x l block, whose page faults cost as much as the product here) of
     ``Q = Y @ M; Q^H @ Q``. The blocks are split over the CPU threads.
     """
-    return _blocked_gram(Y, M)
+    return _blocked_gram(Y, M, exact=exact)
 
 
 def gram64(Y: torch.Tensor) -> torch.Tensor:
     """``Y^H Y`` accumulated in float64 (``(*, m, l) -> (*, l, l)``); a 2-D CPU ``Y`` is
     converted block by block (no float64 copy of ``Y``)."""
     if Y.ndim == 2 and Y.device.type == "cpu" and Y.dtype != torch.float64:
-        return _blocked_gram(Y, None)
+        return _blocked_gram(Y, None, exact=True)
     Y64 = Y.to(torch.float64)
     return Y64.mH @ Y64
+
+
+def orthonormalize_(X: torch.Tensor) -> torch.Tensor:
+    """:func:`orthonormalize` (two rounds) of a 2-D ``X`` that may be overwritten: the
+    rounds run in place over cache-sized row blocks (no new ``m x l`` blocks), each
+    taking the next round's Gram matrix from the same blocks. Householder QR when
+    Cholesky-QR cannot be trusted."""
+    limit = CHOLQR_MAX_COND.get(X.dtype)
+    if X.ndim != 2 or limit is None or X.shape[-1] > X.shape[-2] or not X.is_contiguous():
+        return orthonormalize(X)
+    R = _gram_cholesky(X, limit)
+    for _ in range(2):
+        if R is None:
+            return _householder(X)
+        R = checked_cholesky(right_mul_gram_(X, triangular_inverse(R)), limit)
+    return X
 
 
 def _gram_cholesky(Y: torch.Tensor, limit: float, *, exact_gram: bool = False,
@@ -451,6 +454,7 @@ def checked_cholesky(gram: torch.Tensor, limit: float) -> torch.Tensor | None:
 
 
 def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
+                  gram: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Leading ``k`` singular triplets of a tall ``Y`` (``(*, m, L)``, ``m >= L >= k``).
 
@@ -459,11 +463,17 @@ def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
     ``Y = Q R`` with ``R`` the Cholesky factor of ``Y^H Y`` (float64): ``U = Y (R^{-1}
     u_k)``, so neither ``Q`` nor an ``m x L`` triangular solve is formed, only one
     ``m x L x k`` product. Falls back to Householder QR for ill-conditioned ``Y``.
+    ``gram``: ``Y^H Y`` accumulated in float64, when the caller has it already.
     """
     m, L = Y.shape[-2], Y.shape[-1]
     limit = _SVD_GRAM_MAX_COND.get(Y.dtype)
     with serial(Y.numel() <= SMALL):
-        R = _gram_cholesky(Y, limit, exact_gram=True) if (limit is not None and L <= m) else None
+        if limit is None or L > m:
+            R = None
+        elif gram is not None:
+            R = checked_cholesky(gram, limit)
+        else:
+            R = _gram_cholesky(Y, limit, exact_gram=True)
     if R is None:
         Q = _householder(Y)
         Rq = Q.mH @ Y
@@ -474,5 +484,5 @@ def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
     with serial():
         u, s, vh = torch.linalg.svd(R, full_matrices=False)
         coef = torch.linalg.solve_triangular(R, u[..., :k], upper=True).to(Y.dtype)
-    U = mm(coef.mH, Y.mH) if u_transposed else mm(Y, coef)
+    U = (coef.mH @ Y.mH) if u_transposed else Y @ coef
     return U, s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype)

@@ -34,7 +34,7 @@ import torch
 
 from .._parallel import cpu_workers, run_threads
 
-__all__ = ["SparseRows", "have_kernels"]
+__all__ = ["SparseRows", "TransposedRows", "have_kernels"]
 
 # A^T @ Y: every thread streams all of Y, so their number is capped
 _SCATTER_THREADS = 8
@@ -105,9 +105,18 @@ def _kernels() -> tuple[Any, Any, Any] | None:
     def segment_starts(indptr, indices, cuts, starts):  # pragma: no cover
         # starts[t, i] = first position in row i whose column is >= cuts[t]
         for i in range(indptr.shape[0] - 1):
-            row = indices[indptr[i]:indptr[i + 1]]
+            lo, hi = indptr[i], indptr[i + 1]
             for t in range(cuts.shape[0]):
-                starts[t, i] = indptr[i] + np.searchsorted(row, cuts[t])
+                c = cuts[t]
+                a, b = lo, hi
+                while a < b:  # binary search in the sorted row
+                    mid = (a + b) >> 1
+                    if indices[mid] < c:
+                        a = mid + 1
+                    else:
+                        b = mid
+                starts[t, i] = a
+                lo = a
 
     return gather, scatter, segment_starts
 
@@ -128,6 +137,8 @@ def _column_chunks(width: int, bytes_per_column: int, budget: int, itemsize: int
                    ) -> list[tuple[int, int]]:
     """Column ranges of at most ``budget`` bytes (``bytes_per_column`` each), in multiples
     of a 64-byte SIMD register where possible (a ragged width ran 1.5x slower here)."""
+    if width == 0:
+        return []
     lanes = 64 // itemsize
     w = (budget // max(bytes_per_column, 1)) // lanes * lanes
     w = min(width, max(w, 2 * lanes))
@@ -187,12 +198,14 @@ class SparseRows:
         part's segment starts (``starts[t]``, with ``starts[-1] = indptr[1:]``)."""
         if parts not in self._segments:
             # the cuts only balance the work: counts from a sample of the nonzeros do
-            step = max(1, self.nnz // (1 << 20))
+            step = max(1, self.nnz // (1 << 18))
             counts = np.bincount(self.indices[::step], minlength=self.shape[1])
             cuts = _balanced_cuts(np.concatenate([[0], np.cumsum(counts)]), parts)
             starts = np.empty((len(cuts), self.shape[0]), dtype=self.indptr.dtype)
-            _kernels()[2](self.indptr, self.indices,  # type: ignore[index]
-                          np.asarray(cuts, dtype=self.indices.dtype), starts)
+            starts[0], starts[-1] = self.indptr[:-1], self.indptr[1:]
+            if len(cuts) > 2:
+                _kernels()[2](self.indptr, self.indices,  # type: ignore[index]
+                              np.asarray(cuts[1:-1], dtype=self.indices.dtype), starts[1:-1])
             self._segments[parts] = (cuts, starts)
         return self._segments[parts]
 
@@ -223,3 +236,18 @@ class SparseRows:
 
         run_threads(work, range(parts), parts)
         return torch.from_numpy(res) if out is None else out
+
+
+class TransposedRows:
+    """``A^T`` of a :class:`SparseRows` ``A`` (its two products swapped, nothing copied)."""
+
+    def __init__(self, base: SparseRows) -> None:
+        self.base = base
+        self.shape = (base.shape[1], base.shape[0])
+        self.data = base.data
+
+    def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base.rmm(X, out=out)
+
+    def rmm(self, Y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base.mm(Y, out=out)

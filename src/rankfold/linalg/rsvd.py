@@ -19,6 +19,7 @@ import torch
 
 from .._array import to_output
 from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
+from .._parallel import cpu_workers, run_threads
 from .._random import GeneratorLike, check_generator
 from .._validation import check_exactly_one, check_float, check_int, check_option
 from ._range import (
@@ -30,8 +31,8 @@ from ._range import (
     checked_cholesky,
     cpu_has_fast_bf16,
     fro_norm_sq,
-    mm,
     orthonormalize,
+    orthonormalize_,
     right_mul_gram_,
     serial,
     thin_svd_tall,
@@ -99,7 +100,7 @@ def _svd_of_projection(A: LinearMap, Q: torch.Tensor, keep: int | None = None,
     # Bh = u s vh => B = vh^H s u^H; the tall SVD via the Cholesky factor of the float64
     # Gram matrix (Householder fallback when ill conditioned): 33 ms -> ~6 ms for 50000 x 60
     uh, s, vh = thin_svd_tall(Bh, Bh.shape[-1], u_transposed=True)
-    return mm(Q, vh[..., :keep, :].mH), s, uh
+    return Q @ vh[..., :keep, :].mH, s, uh
 
 
 def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
@@ -113,14 +114,20 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
     ``A``) the range is found with ``low`` and only the final projection reads ``A``.
     """
     ell = min(rank + oversample, A.m, A.n)
-    if A.sparse_rows is not None and low is None and A.m >= A.n:
+    if A.sparse_rows is not None and low is None:
         # whole 64-byte SIMD registers per row in the sparse kernels (a ragged 60 columns
         # ran 1.5x slower than 64); the extra samples only add accuracy
         lanes = 64 // A.dtype.itemsize
-        out = _subspace_tall_sparse(A, rank, min(-(-ell // lanes) * lanes, A.n), n_iter,
-                                    generator)
-        if out is not None:
-            return out
+        width = min(-(-ell // lanes) * lanes, A.m, A.n)
+        if A.m >= A.n:
+            out = _subspace_tall_sparse(A, rank, width, n_iter, generator)
+            if out is not None:
+                return out
+        else:  # the tall side is A^H's: A ~ (U' S Vh')^H, signs still to be fixed
+            out = _subspace_tall_sparse(A.transposed(), rank, width, n_iter, generator)
+            if out is not None:
+                U, S, Vh = out[:3]
+                return Vh.mH, S, U.mH
     Q = _subspace_range(low if low is not None else A, ell, n_iter, generator)
     return _svd_of_projection(A, Q, rank)
 
@@ -128,6 +135,10 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
 def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
                           generator: torch.Generator) -> tuple[torch.Tensor, ...] | None:
     """:func:`_subspace` for a sparse ``A`` with ``m >= n``, with less work on the tall side.
+
+    Returns ``(U, S, Vh, True)`` (the signs of ``U`` and ``Vh`` already fixed), or ``(U,
+    S, Vh)`` when the final block was too ill conditioned for Cholesky-QR (Householder QR
+    and one more pass instead), or None for dtypes without a Cholesky-QR limit.
 
     A pass over a sparse ``A`` costs about as much as a Cholesky-QR of the ``m x l``
     block it produces, so the tall side gets only what the result needs:
@@ -142,8 +153,6 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
       the coefficients of ``U``;
     - the ``m x l`` block is one buffer written by every pass.
 
-    Returns None (the caller takes the general path, with its Householder fallback) when
-    a basis is too ill conditioned for Cholesky-QR in ``A``'s dtype.
     """
     limit = CHOLQR_MAX_COND.get(A.dtype)
     if limit is None:
@@ -151,24 +160,63 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     W = _randn(A, A.n, ell, generator)
     Y = A.mm(W)
     for _ in range(n_iter):
-        W = orthonormalize(A.rmm(Y), rounds=2)
+        W = orthonormalize_(A.rmm(Y))
         A.mm(W, out=Y)
     P = A.rmm(Y)
     with serial():
         G1 = (W.mH @ P).to(torch.float64)
         R1 = checked_cholesky((G1 + G1.mH) / 2, limit)
-    if R1 is None:
-        return None
-    R1inv = triangular_inverse(R1)
-    R2 = checked_cholesky(right_mul_gram_(Y, R1inv), limit)  # Y is now Q1 = Y R1^{-1}
+    R2 = None
+    if R1 is not None:
+        R1inv = triangular_inverse(R1)
+        R2 = checked_cholesky(right_mul_gram_(Y, R1inv), limit)  # Y is now Y R1^{-1}
     if R2 is None:
-        return None
+        # too ill conditioned for Cholesky-QR in this dtype: Householder QR of the final
+        # block (same span) and one more pass; the passes before are kept
+        return _svd_of_projection(A, orthonormalize(Y), rank)
     R2inv = triangular_inverse(R2)
-    with serial(P.numel() <= SMALL):  # B^H = u s vh
-        uh, s, vh = thin_svd_tall(mm(P, (R1inv @ R2inv).to(A.dtype)), ell, u_transposed=True)
+    # B^H = A^H Q = P (R1 R2)^{-1}, formed in place with its exact Gram matrix
+    gram = right_mul_gram_(P, R1inv @ R2inv, exact=True)
+    with serial(P.numel() <= SMALL):
+        uh, s, vh = thin_svd_tall(P, ell, u_transposed=True, gram=gram)  # B^H = u s vh
     with serial():
         coef = (R2inv @ vh[:rank].mH.to(torch.float64)).to(A.dtype)
-    return mm(Y, coef), s, uh
+    U, signs = _tall_product_signed(Y, coef)
+    return U, s, uh[:rank].mul_(signs[:, None]), True
+
+
+def _tall_product_signed(Y: torch.Tensor, coef: torch.Tensor, *, rows: int = 4096,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``U = Y @ coef`` for a tall 2-D ``Y`` with :func:`_fix_signs`'s convention applied
+    (``U``'s columns multiplied by the returned signs): the column maxima are taken from
+    the row blocks while they are hot, saving a pass over ``U``."""
+    m, k = Y.shape[0], coef.shape[1]
+    U = torch.empty(m, k, dtype=Y.dtype, device=Y.device)
+    blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
+    workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
+    per = -(-len(blocks) // workers)
+
+    def part(w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        best = torch.full((k,), -1.0, dtype=Y.dtype, device=Y.device)
+        value = torch.zeros(k, dtype=Y.dtype, device=Y.device)
+        for a, b in blocks[w * per:(w + 1) * per]:
+            blk = torch.mm(Y[a:b], coef, out=U[a:b])
+            v, j = blk.abs().max(dim=0)
+            better = v > best  # ties keep the first row
+            best = torch.where(better, v, best)
+            value = torch.where(better, blk.gather(0, j[None])[0], value)
+        return best, value
+
+    best, value = None, None
+    for b_, v_ in run_threads(part, range(workers), workers):  # in row order
+        if best is None:
+            best, value = b_, v_
+        else:
+            better = b_ > best
+            best, value = torch.where(better, b_, best), torch.where(better, v_, value)
+    signs = torch.sign(value)
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return U.mul_(signs), signs
 
 
 def _project_out(Z: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -524,6 +572,7 @@ def rsvd(
             "precision='mixed' with a sparse or operator A instead."
         )
     g = check_generator(generator, Amap.device, func=func)
+    signed = False  # whether the method fixed the signs already
     with torch.no_grad():
         if mode == "rank":
             iters = _DEFAULT_N_ITER[method] if n_iter is None else n_iter
@@ -531,14 +580,17 @@ def rsvd(
             low = None
             if mixed:
                 low = bf16_copy(Amap)
-            U, S, Vh = RSVD_METHODS[method](Amap, rank, n_iter=iters, oversample=oversample,
-                                            block_size=block_size, generator=g, low=low)
+            U, S, Vh, *rest = RSVD_METHODS[method](
+                Amap, rank, n_iter=iters, oversample=oversample, block_size=block_size,
+                generator=g, low=low)
+            signed = bool(rest and rest[0])
             if mixed and not _mixed_is_accurate(S[..., :rank], Amap):
                 logger.debug("rsvd: bfloat16 rounding bound too large for the error "
                              "reached; one full-precision power iteration added")
                 del low
                 Q = orthonormalize(Amap.mm(Vh.mH), rounds=2)
                 U, S, Vh = _svd_of_projection(Amap, Q, rank)
+                signed = False
             U, S, Vh = U[..., :rank], S[..., :rank], Vh[..., :rank, :]
         else:
             iters = _DEFAULT_N_ITER_TOL if n_iter is None else n_iter
@@ -557,7 +609,8 @@ def rsvd(
                     "rsvd produced non-finite values (overflow in the power iterations?); "
                     "rescale A or use float64."
                 )
-            U, Vh = _fix_signs(U.contiguous(), Vh.contiguous())
+            if not signed:
+                U, Vh = _fix_signs(U.contiguous(), Vh.contiguous())
     return to_output(SVDResult(U, S.contiguous(), Vh), Amap.info)
 
 
