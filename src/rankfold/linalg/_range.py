@@ -412,19 +412,23 @@ def gram64(Y: torch.Tensor) -> torch.Tensor:
     return Y64.mH @ Y64
 
 
-def orthonormalize_(X: torch.Tensor) -> torch.Tensor:
-    """:func:`orthonormalize` (two rounds) of a 2-D ``X`` that may be overwritten: the
+def orthonormalize_(X: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
+    """:func:`orthonormalize` of a 2-D ``X`` that may be overwritten: the
     rounds run in place over cache-sized row blocks (no new ``m x l`` blocks), each
     taking the next round's Gram matrix from the same blocks. Householder QR when
-    Cholesky-QR cannot be trusted."""
+    Cholesky-QR cannot be trusted. All of it runs on :func:`~rankfold._parallel.
+    run_threads` workers: no torch intra-op region is left spinning (see
+    :func:`_subspace_tall_sparse`)."""
     limit = CHOLQR_MAX_COND.get(X.dtype)
     if X.ndim != 2 or limit is None or X.shape[-1] > X.shape[-2] or not X.is_contiguous():
-        return orthonormalize(X)
-    R = _gram_cholesky(X, limit)
-    for _ in range(2):
+        return orthonormalize(X, rounds=rounds)
+    R = checked_cholesky(_blocked_gram(X, None, exact=False), limit)
+    for r in range(rounds):
         if R is None:
             return _householder(X)
-        R = checked_cholesky(right_mul_gram_(X, triangular_inverse(R)), limit)
+        gram = right_mul_gram_(X, triangular_inverse(R))
+        if r + 1 < rounds:
+            R = checked_cholesky(gram, limit)
     return X
 
 

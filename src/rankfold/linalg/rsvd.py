@@ -151,7 +151,11 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
       while taking the second Gram matrix from the same cache-resident blocks, and
       ``(R_1 R_2)^{-1}`` is folded into ``B^H = P (R_1 R_2)^{-1}`` and ``R_2^{-1}`` into
       the coefficients of ``U``;
-    - the ``m x l`` block is one buffer written by every pass.
+    - the ``m x l`` block is one buffer written by every pass;
+    - every torch operation runs on one thread or on :func:`~rankfold._parallel.
+      run_threads` workers: after a multithreaded torch region, its OpenMP workers spin
+      for several milliseconds and slowed the next sparse pass (run on our own threads)
+      by 30-40% here.
 
     """
     limit = CHOLQR_MAX_COND.get(A.dtype)
@@ -160,7 +164,7 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     W = _randn(A, A.n, ell, generator)
     Y = A.mm(W)
     for _ in range(n_iter):
-        W = orthonormalize_(A.rmm(Y))
+        W = orthonormalize_(A.rmm(Y), rounds=1)  # well conditioned is enough here
         A.mm(W, out=Y)
     P = A.rmm(Y)
     with serial():
@@ -177,7 +181,7 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     R2inv = triangular_inverse(R2)
     # B^H = A^H Q = P (R1 R2)^{-1}, formed in place with its exact Gram matrix
     gram = right_mul_gram_(P, R1inv @ R2inv, exact=True)
-    with serial(P.numel() <= SMALL):
+    with serial():
         uh, s, vh = thin_svd_tall(P, ell, u_transposed=True, gram=gram)  # B^H = u s vh
     with serial():
         coef = (R2inv @ vh[:rank].mH.to(torch.float64)).to(A.dtype)
