@@ -458,8 +458,8 @@ def checked_cholesky(gram: torch.Tensor, limit: float) -> torch.Tensor | None:
 
 
 def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
-                  gram: torch.Tensor | None = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  gram: torch.Tensor | None = None, coef_only: bool = False,
+                  ) -> tuple[torch.Tensor, ...]:
     """Leading ``k`` singular triplets of a tall ``Y`` (``(*, m, L)``, ``m >= L >= k``).
 
     Returns ``U (*, m, k)``, ``s (*, k)``, ``vh (*, k, L)``; with ``u_transposed``,
@@ -468,6 +468,8 @@ def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
     u_k)``, so neither ``Q`` nor an ``m x L`` triangular solve is formed, only one
     ``m x L x k`` product. Falls back to Householder QR for ill-conditioned ``Y``.
     ``gram``: ``Y^H Y`` accumulated in float64, when the caller has it already.
+    ``coef_only``: return ``(None, s, vh, C)`` with ``U = Y @ C`` left to the caller
+    (``(U, s, vh, None)`` on the Householder fallback).
     """
     m, L = Y.shape[-2], Y.shape[-1]
     limit = _SVD_GRAM_MAX_COND.get(Y.dtype)
@@ -484,9 +486,13 @@ def thin_svd_tall(Y: torch.Tensor, k: int, *, u_transposed: bool = False,
         with serial():
             u, s, vh = torch.linalg.svd(Rq, full_matrices=False)
         U = Q @ u[..., :k]
+        if coef_only:  # Y may be rank deficient: no C with U = Y C, so U itself
+            return U, s[..., :k], vh[..., :k, :], None
         return (U.mH.contiguous() if u_transposed else U), s[..., :k], vh[..., :k, :]
     with serial():
         u, s, vh = torch.linalg.svd(R, full_matrices=False)
         coef = torch.linalg.solve_triangular(R, u[..., :k], upper=True).to(Y.dtype)
+    if coef_only:
+        return None, s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype), coef
     U = (coef.mH @ Y.mH) if u_transposed else Y @ coef
     return U, s[..., :k].to(Y.dtype), vh[..., :k, :].to(Y.dtype)
