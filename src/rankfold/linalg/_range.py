@@ -188,8 +188,13 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
             raise param_error(name, func, "a real matrix", A)
         if csr.dtype not in (np.float32, np.float64):
             csr = csr.astype(np.float64)
-        check_finite(csr.data, name, func)
-        if not csr.has_canonical_format:
+        if csr.data.size:
+            # one min/max reduction on torch's threads (NaN propagates), not a boolean
+            # temporary of isfinite: 3x faster on 5M values
+            _check_finite_fast(torch.from_numpy(csr.data), name, func)
+        # a CSR input's own cached flag spares the O(nnz) scan of a fresh wrapper
+        canonical = A.has_canonical_format if A.format == "csr" else csr.has_canonical_format
+        if not canonical:
             csr = csr.copy()  # sum_duplicates sorts in place: keep the caller's arrays
             csr.sum_duplicates()
         dtype = _torch_dtype(csr.dtype)
@@ -359,9 +364,10 @@ def triangular_inverse(R: torch.Tensor) -> torch.Tensor:
 
 
 def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
-                  rows: int = 2048) -> torch.Tensor:
+                  store: bool = True, rows: int = 2048) -> torch.Tensor:
     """float64 Gram matrix of ``Y`` (``M`` None) or of ``Y @ M`` with ``Y <- Y @ M`` done
-    in place, over cache-sized row blocks of a 2-D ``Y`` split over the CPU threads.
+    in place (``store=False``: ``Y`` left unchanged), over cache-sized row blocks of a
+    2-D ``Y`` split over the CPU threads.
     ``exact``: each block is converted to float64 before its Gram matrix is taken (exact
     to float64 rounding); otherwise the products run in ``Y``'s dtype."""
     m, l = Y.shape
@@ -380,7 +386,8 @@ def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
             t = Y[a:b]
             if M is not None:
                 t = torch.mm(t, M, out=tmp[:b - a])
-                Y[a:b] = t
+                if store:
+                    Y[a:b] = t
             if tmp64 is not None:
                 t = tmp64[:b - a].copy_(t)
                 gram += t.mH @ t
@@ -391,16 +398,18 @@ def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
     return sum(run_threads(part, range(workers), workers))  # type: ignore[return-value]
 
 
-def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
+def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor, *, exact: bool = False,
+                    store: bool = True) -> torch.Tensor:
     """``Y <- Y @ M`` in place for a tall 2-D ``Y`` (m, l) and square ``M`` (l, l); returns
-    the float64 Gram matrix ``Y^H Y`` of the result (``exact``: accumulated in float64).
+    the float64 Gram matrix of ``Y @ M`` (``exact``: accumulated in float64; ``store=False``:
+    the product is only used for the Gram matrix and ``Y`` is left as it was).
 
     Row blocks that fit in the L2 cache are multiplied and their Gram matrices taken
     while they are hot: one read and one write of ``Y`` instead of the three passes (and
     a fresh m x l block, whose page faults cost as much as the product here) of
     ``Q = Y @ M; Q^H @ Q``. The blocks are split over the CPU threads.
     """
-    return _blocked_gram(Y, M, exact=exact)
+    return _blocked_gram(Y, M, exact=exact, store=store)
 
 
 def gram64(Y: torch.Tensor) -> torch.Tensor:

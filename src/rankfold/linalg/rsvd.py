@@ -168,10 +168,10 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
       short side. Both give the same span; their float rounding is the same order
       (``eps cond(Y)^2`` relative either way, from the product or from ``Y R^{-1}``);
     - the final basis: ``P = A^H Y`` first, so the Gram matrix ``Y^H Y = W^H P`` comes
-      from the short side; Cholesky-QR2 then multiplies ``Y`` by ``R_1^{-1}`` in place
-      while taking the second Gram matrix from the same cache-resident blocks, and
-      ``(R_1 R_2)^{-1}`` is folded into ``B^H = P (R_1 R_2)^{-1}`` and ``R_2^{-1}`` into
-      the coefficients of ``U``;
+      from the short side; Cholesky-QR2's second Gram matrix, of ``Y R_1^{-1}``, is taken
+      from cache-resident blocks of that product without storing it, and
+      ``Q = Y (R_1 R_2)^{-1}`` is never formed: the factor goes into ``B^H = P (R_1
+      R_2)^{-1}`` (short side) and into the coefficients of ``U = Y C``;
     - the ``m x l`` block is one buffer written by every pass;
     - every torch operation runs on one thread or on :func:`~rankfold._parallel.
       run_threads` workers: after a multithreaded torch region, its OpenMP workers spin
@@ -194,14 +194,15 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     R2 = None
     if R1 is not None:
         R1inv = triangular_inverse(R1)
-        R2 = checked_cholesky(right_mul_gram_(Y, R1inv), limit)  # Y is now Y R1^{-1}
+        # the second Gram matrix, of Q1 = Y R1^{-1} (formed block by block, not stored)
+        R2 = checked_cholesky(right_mul_gram_(Y, R1inv, store=False), limit)
     if R2 is None:
         # too ill conditioned for Cholesky-QR in this dtype: Householder QR of the final
         # block (same span) and one more pass; the passes before are kept
         return _svd_of_projection(A, orthonormalize(Y), rank)
-    R2inv = triangular_inverse(R2)
+    R2inv = R1inv @ triangular_inverse(R2)  # Q = Y R1^{-1} R2^{-1}
     # B^H = A^H Q = P (R1 R2)^{-1}, formed in place with its exact Gram matrix
-    gram = right_mul_gram_(P, R1inv @ R2inv, exact=True)
+    gram = right_mul_gram_(P, R2inv, exact=True)
     with serial():
         u, s, vh, coef_b = thin_svd_tall(P, ell, gram=gram, coef_only=True)  # B^H = u s vh
     if coef_b is None:
