@@ -182,20 +182,21 @@ class SparseRows:
     def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """``A @ X`` for ``X`` of shape (n, k) on the CPU, in ``A``'s dtype.
 
-        ``out``: an optional contiguous (m, k) tensor to write the result into (reusing
-        one saves the page faults of a fresh large block on every pass).
+        ``X`` may also be an integer tensor (e.g. int8 random signs: a quarter of the bytes
+        to gather). ``out``: an optional contiguous (m, k) tensor of ``A``'s dtype to write
+        the result into (reusing one saves the page faults of a fresh large block).
         """
         gather = _kernels()[0]  # type: ignore[index]
         x = np.ascontiguousarray(X.detach().numpy())
         # a fresh result written in row order faults in fastest from numpy's allocator
         # (transparent huge pages): 21 ms for this pass into a fresh block, 37 ms through
         # torch's, 14 ms into a reused one (200000 x 64)
-        res = np.empty((self.shape[0], x.shape[1]), dtype=x.dtype) if out is None \
+        res = np.empty((self.shape[0], x.shape[1]), dtype=self.data.dtype) if out is None \
             else out.numpy()
         bounds = _balanced_cuts(self.indptr, self._workers(x.shape[1]))
         ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
         chunks = _column_chunks(x.shape[1], self.shape[1] * x.itemsize, _table_budget(),
-                                x.itemsize)
+                                res.itemsize)
         for c0, c1 in chunks:
             # a chunk of X is made contiguous: its rows are then whole cache lines
             xc = x if (c0, c1) == (0, x.shape[1]) else np.ascontiguousarray(x[:, c0:c1])
@@ -225,15 +226,16 @@ class SparseRows:
         return self._segments[parts]
 
     def rmm(self, Y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``A^T @ Y`` for ``Y`` of shape (m, k) on the CPU, in ``A``'s dtype."""
+        """``A^T @ Y`` for ``Y`` of shape (m, k) on the CPU, in ``A``'s dtype (``Y`` may be an
+        integer tensor too)."""
         scatter = _kernels()[1]  # type: ignore[index]
         y = np.ascontiguousarray(Y.detach().numpy())
         n = self.shape[1]
-        res = _empty((n, y.shape[1]), y.dtype) if out is None else out.numpy()
+        res = _empty((n, y.shape[1]), self.data.dtype) if out is None else out.numpy()
         cuts, starts = self._column_segments(min(self._workers(y.shape[1]),
                                                  _SCATTER_THREADS))
         parts = len(cuts) - 1
-        chunks = _column_chunks(y.shape[1], n * y.itemsize, _table_budget(), y.itemsize)
+        chunks = _column_chunks(y.shape[1], n * res.itemsize, _table_budget(), res.itemsize)
 
         whole = len(chunks) == 1
 
@@ -242,7 +244,7 @@ class SparseRows:
             for c0, c1 in chunks:
                 # the updated table must be contiguous (whole cache lines): a column chunk
                 # is accumulated apart and copied in
-                acc = block if whole else np.empty((len(block), c1 - c0), dtype=y.dtype)
+                acc = block if whole else np.empty((len(block), c1 - c0), dtype=res.dtype)
                 acc.fill(0)
                 scatter(starts[t], starts[t + 1], self.indices, self.data, y, c0, acc,
                         cuts[t])
