@@ -61,6 +61,7 @@ class LinearMap:
         self._csr_t = csr_t
         self._rows = rows
         self._op = operator
+        self.fast_norm_sq: torch.Tensor | None = None  # set when validation computed it
 
     @property
     def m(self) -> int:
@@ -119,11 +120,13 @@ class LowPrecisionMap(LinearMap):
     (AVX512-BF16, AMX) these GEMMs ran 4-6x faster than float32 here.
     """
 
-    def mm(self, X: torch.Tensor) -> torch.Tensor:
+    def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return (self.dense @ X.to(self.dense.dtype)).to(self.dtype)  # type: ignore[operator]
 
-    def rmm(self, X: torch.Tensor) -> torch.Tensor:
-        return (X.mH.to(self.dense.dtype) @ self.dense).mH.to(self.dtype)  # type: ignore[operator]
+    def rmm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        # A^T @ X through the transposed view: 37 ms against 45 ms for (X^T A)^T with
+        # bfloat16 A (20000 x 5000, 110 columns; the float32 case prefers the latter)
+        return (self.dense.mT @ X.to(self.dense.dtype)).to(self.dtype)  # type: ignore[union-attr]
 
 
 def bf16_copy(A: LinearMap) -> LowPrecisionMap:
@@ -236,12 +239,39 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
     check_matrix_shape(t.shape, name, func, batched=batched)
     if t.is_complex():
         raise param_error(name, func, "a real matrix", A)
-    _check_finite_fast(t, name, func)
+    norm_sq = None
+    if t.dtype in (torch.float32, torch.float64) and t.is_contiguous() and t.device.type == "cpu":
+        # the squared norm (rsvd's precision guard needs it) is one pass that also checks
+        # finiteness: NaN and inf propagate into the dot products; an overflowing sum of
+        # finite values falls back to the exact test
+        norm_sq = _fast_norm_sq(t)
+        if not bool(torch.isfinite(norm_sq).all()):
+            check_finite(t, name, func)
+            norm_sq = None
+    else:
+        _check_finite_fast(t, name, func)
     if t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)
         info = InputInfo(info.kind, t.dtype, t.device)
-    return LinearMap(shape=tuple(t.shape), dtype=t.dtype, device=t.device, info=info,
-                     dense=t)
+    out = LinearMap(shape=tuple(t.shape), dtype=t.dtype, device=t.device, info=info, dense=t)
+    out.fast_norm_sq = norm_sq
+    return out
+
+
+def _fast_norm_sq(d: torch.Tensor) -> torch.Tensor:
+    """Squared Frobenius norms (float64, shape ``d.shape[:-2]``) of a contiguous dense
+    ``d``: BLAS dot products over 2**20-entry chunks summed in float64."""
+    m, n = d.shape[-2], d.shape[-1]
+    flat = d.reshape(-1, m * n)
+    out = torch.empty(flat.shape[0], dtype=torch.float64)
+    step = 1 << 20
+    for b in range(flat.shape[0]):
+        total = 0.0
+        for i in range(0, flat.shape[1], step):
+            x = flat[b, i:i + step]
+            total += float(torch.dot(x, x))
+        out[b] = total
+    return out.reshape(d.shape[:-2]).to(d.device)
 
 
 def fro_norm_sq(A: LinearMap, chunk: int = 256, *, fast: bool = False) -> torch.Tensor:
@@ -254,17 +284,10 @@ def fro_norm_sq(A: LinearMap, chunk: int = 256, *, fast: bool = False) -> torch.
     relative (float32 accumulation inside each chunk) -- enough for tests with a margin,
     not for the tolerance mode's error indicator.
     """
+    if fast and A.fast_norm_sq is not None:
+        return A.fast_norm_sq
     if fast and A.dense is not None and A.dense.is_contiguous():
-        flat = A.dense.reshape(-1, A.m * A.n)
-        out = torch.empty(flat.shape[0], dtype=torch.float64)
-        step = 1 << 20
-        for b in range(flat.shape[0]):
-            total = 0.0
-            for i in range(0, flat.shape[1], step):
-                x = flat[b, i:i + step]
-                total += float(torch.dot(x, x))
-            out[b] = total
-        return out.reshape(A.batch).to(A.device)
+        return _fast_norm_sq(A.dense)
     if A.dense is not None:
         d = A.dense
         # float64 accumulation in row blocks of about 4M entries (a float32 reduction of
