@@ -156,3 +156,27 @@ def test_estimator_passes_precision(seed: int) -> None:
     est = RSVD(5, precision="mixed", generator=seed).fit(A.numpy())
     assert est.components_.shape == (5, 100)
     assert est.precision == "mixed"
+
+
+def test_validation_norm_is_reused_and_exact_enough() -> None:
+    from rankfold.linalg._range import as_linear_map, fro_norm_sq
+
+    A = torch.randn(300, 200, generator=torch.Generator().manual_seed(0))
+    Amap = as_linear_map(A, "A", "test")
+    assert Amap.fast_norm_sq is not None
+    exact = float((A.double() ** 2).sum())
+    assert abs(float(fro_norm_sq(Amap, fast=True)) - exact) <= 1e-5 * exact
+    assert float(fro_norm_sq(Amap, fast=True)) == float(Amap.fast_norm_sq)
+
+
+def test_huge_finite_values_are_not_reported_as_nan() -> None:
+    # the squared norm overflows float32 here: validation must fall back to the exact
+    # finiteness test instead of calling the input non-finite
+    from rankfold.linalg._range import as_linear_map
+
+    A = torch.full((64, 32), 3e19)
+    Amap = as_linear_map(A, "A", "test")
+    assert Amap.fast_norm_sq is None
+    A[0, 0] = float("nan")
+    with pytest.raises(InvalidParameterError, match="NaN"):
+        as_linear_map(A, "A", "test")

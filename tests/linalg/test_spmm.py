@@ -580,3 +580,19 @@ def test_rsvd_torch_sparse_input(spy_fast: list) -> None:
     assert isinstance(res.U, torch.Tensor) and res.U.dtype == torch.float64
     assert spy_fast == [((200, 50), 16, True)]
     _check_result(A, tuple(x.numpy() for x in res), 5, n_iter=2)
+
+
+def test_random_signs_are_signs_and_independent_of_threads() -> None:
+    draw = rsvd_mod._random_signs
+    a = draw(50_001, 64, torch.Generator().manual_seed(3))
+    assert a.dtype == torch.int8 and tuple(a.shape) == (50_001, 64)
+    assert set(a.unique().tolist()) == {-1, 1}
+    assert abs(float(a.float().mean())) < 0.01
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        b = draw(50_001, 64, torch.Generator().manual_seed(3))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, draw(50_001, 64, torch.Generator().manual_seed(4)))
