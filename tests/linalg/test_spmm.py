@@ -596,3 +596,25 @@ def test_random_signs_are_signs_and_independent_of_threads() -> None:
         torch.set_num_threads(old)
     assert torch.equal(a, b)
     assert not torch.equal(a, draw(50_001, 64, torch.Generator().manual_seed(4)))
+
+
+@needs_kernels
+def test_tall_workspace_is_reused_and_never_returned() -> None:
+    from rankfold.linalg import free_workspace
+
+    A = _random_csr(400, 60, 4000, dtype=np.float32, seed=5)
+    free_workspace()
+    r1 = rsvd(A, 5, n_iter=1, generator=0)
+    block = _spmm._WORKSPACE.block
+    assert block is not None and tuple(block.shape) == (400, 16)
+    r2 = rsvd(A, 5, n_iter=1, generator=0)
+    assert _spmm._WORKSPACE.block is block  # same shape: reused
+    for x, y in zip(r1, r2, strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert not np.shares_memory(np.asarray(x), block.numpy())
+    free_workspace()
+    assert _spmm._WORKSPACE.block is None
+    r3 = rsvd(A, 5, n_iter=1, generator=0)
+    for x, y in zip(r1, r3, strict=True):
+        np.testing.assert_array_equal(x, y)
+    free_workspace()

@@ -10,9 +10,10 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # --- rsvd.py -----------------------------------------------------------------------------
+from ._spmm import free_workspace  # noqa: E402
 from .rsvd import RSVD, RSVD_METHODS, SVDResult, rsvd  # noqa: E402
 
-__all__ += ["rsvd", "RSVD", "RSVD_METHODS", "SVDResult"]
+__all__ += ["rsvd", "RSVD", "RSVD_METHODS", "SVDResult", "free_workspace"]
 
 # --- sketch.py, sampling.py, lstsq.py ----------------------------------------------------
 from .lstsq import LSTSQ_METHODS, LstsqInfo, LstsqResult, lstsq  # noqa: E402

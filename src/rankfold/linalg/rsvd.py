@@ -39,6 +39,7 @@ from ._range import (
     thin_svd_tall,
     triangular_inverse,
 )
+from ._spmm import tall_workspace
 
 __all__ = ["SVDResult", "rsvd", "RSVD", "RSVD_METHODS"]
 
@@ -177,7 +178,8 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
       from cache-resident blocks of that product without storing it, and
       ``Q = Y (R_1 R_2)^{-1}`` is never formed: the factor goes into ``B^H = P (R_1
       R_2)^{-1}`` (short side) and into the coefficients of ``U = Y C``;
-    - the ``m x l`` block is one buffer written by every pass;
+    - the ``m x l`` block is one buffer written by every pass, kept for the thread
+      between calls (:func:`~._spmm.tall_workspace`; ``free_workspace()`` releases it);
     - every torch operation runs on one thread or on :func:`~rankfold._parallel.
       run_threads` workers: after a multithreaded torch region, its OpenMP workers spin
       for several milliseconds and slowed the next sparse pass (run on our own threads)
@@ -191,7 +193,7 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     # float32 Gaussian one (12 -> 3 MB here, 21 -> 12 ms), with the same accuracy (errors
     # equal to 3 digits on the benchmark matrix; Halko et al. 2011, Sec. 7.4)
     W = _random_signs(A.n, ell, generator)
-    Y = A.mm(W)
+    Y = A.mm(W, out=tall_workspace((A.m, ell), A.dtype))
     if n_iter == 0:
         W = W.to(A.dtype)
     for _ in range(n_iter):
