@@ -133,8 +133,17 @@ def bf16_copy(A: LinearMap) -> LowPrecisionMap:
     """The dense ``A`` rounded to bfloat16 (round to nearest: every entry changes by at
     most ``2**-9`` of itself, so ``||A - bf16(A)||_F <= 2**-9 ||A||_F``)."""
     assert A.dense is not None
+    d = A.dense
+    if d.device.type == "cpu":
+        # numpy's allocator asks for transparent huge pages: the fresh 200 MB copy of a
+        # 20000 x 5000 matrix faulted in 17 ms instead of 58 ms through torch's (the cast
+        # itself takes 13 ms), and the GEMMs on it ran as fast
+        low = torch.from_numpy(np.empty(tuple(d.shape), dtype=np.int16)).view(torch.bfloat16)
+        low.copy_(d)
+    else:
+        low = d.to(torch.bfloat16)
     return LowPrecisionMap(shape=A.shape, dtype=A.dtype, device=A.device, info=A.info,
-                           dense=A.dense.to(torch.bfloat16))
+                           dense=low)
 
 
 @functools.cache
