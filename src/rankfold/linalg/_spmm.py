@@ -35,7 +35,7 @@ import torch
 
 from .._parallel import cpu_workers, run_threads
 
-__all__ = ["SparseRows", "TransposedRows", "have_kernels", "tall_workspace", "free_workspace"]
+__all__ = ["SparseRows", "have_kernels", "tall_workspace", "free_workspace"]
 
 # A^T @ Y: every thread streams all of Y, so their number is capped
 _SCATTER_THREADS = 8
@@ -171,6 +171,11 @@ class SparseRows:
         self.data = csr.data
         self._segments: dict[int, tuple[list[int], np.ndarray]] = {}
 
+    def transpose(self) -> SparseRows:
+        """``A^T`` as its own canonical CSR matrix (scipy's CSC-to-CSR conversion)."""
+        csr = sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape)
+        return SparseRows(csr.T.tocsr())
+
     @property
     def nnz(self) -> int:
         return int(self.indptr[-1])
@@ -254,21 +259,6 @@ class SparseRows:
 
         run_threads(work, range(parts), parts)
         return torch.from_numpy(res) if out is None else out
-
-
-class TransposedRows:
-    """``A^T`` of a :class:`SparseRows` ``A`` (its two products swapped, nothing copied)."""
-
-    def __init__(self, base: SparseRows) -> None:
-        self.base = base
-        self.shape = (base.shape[1], base.shape[0])
-        self.data = base.data
-
-    def mm(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return self.base.rmm(X, out=out)
-
-    def rmm(self, Y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return self.base.mm(Y, out=out)
 
 
 _WORKSPACE = threading.local()
