@@ -158,6 +158,22 @@ def to_output(t: Any, info: InputInfo) -> Any:
     return t
 
 
+def _compiled_rows(csr: sp.csr_array) -> Any:
+    """rankfold's compiled CSR kernels for a real float ``csr`` when numba is installed
+    (multithreaded, no transposed copy; scipy's products run on one thread), else None.
+    The caller's arrays are never reordered: a non-canonical matrix is copied first."""
+    if csr.dtype not in (np.float32, np.float64):
+        return None
+    from .linalg._spmm import SparseRows, have_kernels  # here: linalg imports this module
+
+    if not have_kernels():
+        return None
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    return SparseRows(csr)
+
+
 class MatrixOperator:
     """Matrix-free view of a 2-D matrix: ``mm(X) = A @ X`` and ``rmm(X) = A.T @ X``.
 
@@ -171,6 +187,7 @@ class MatrixOperator:
         self._sparse: sp.csr_array | None = None
         self._sparse_t: sp.csr_array | None = None
         self._linop: spla.LinearOperator | None = None
+        self._rows: Any = None  # rankfold.linalg._spmm.SparseRows for real sparse input
         if sp.issparse(A):
             check_matrix_shape(A.shape, name, func)
             csr = sp.csr_array(A)
@@ -185,6 +202,7 @@ class MatrixOperator:
             self.dtype = torch.from_numpy(np.empty(0, dtype=csr.dtype)).dtype
             self.device = torch.device("cpu")
             self.info = InputInfo("sparse", self.dtype, self.device)
+            self._rows = _compiled_rows(csr)
         elif isinstance(A, spla.LinearOperator):
             check_matrix_shape(A.shape, name, func)
             self._linop = A
@@ -218,6 +236,8 @@ class MatrixOperator:
         """``A @ X`` for ``X`` of shape (n, k)."""
         if self._dense is not None:
             return self._dense @ X
+        if self._rows is not None and X.device.type == "cpu":
+            return self._rows.mm(X.to(self.dtype))
         xn = to_numpy(X)
         if self._sparse is not None:
             out = self._sparse @ xn
@@ -229,6 +249,8 @@ class MatrixOperator:
         """``A.T @ X`` (conjugate transpose for complex) for ``X`` of shape (m, k)."""
         if self._dense is not None:
             return self._dense.mH @ X
+        if self._rows is not None and X.device.type == "cpu":
+            return self._rows.rmm(X.to(self.dtype))
         xn = to_numpy(X)
         if self._sparse is not None:
             if self._sparse_t is None:
