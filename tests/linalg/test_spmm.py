@@ -618,3 +618,28 @@ def test_tall_workspace_is_reused_and_never_returned() -> None:
     for x, y in zip(r1, r3, strict=True):
         np.testing.assert_array_equal(x, y)
     free_workspace()
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_matrix_operator_uses_kernels_and_keeps_input(dtype: type) -> None:
+    from rankfold._array import MatrixOperator
+
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 300, 2000)
+    cols = rng.integers(0, 120, 2000)
+    vals = rng.standard_normal(2000).astype(dtype)
+    A = sp.coo_array((vals, (rows, cols)), shape=(300, 120)).tocsr()  # duplicates summed
+    A = sp.csr_array((A.data[::-1].copy(), A.indices[::-1].copy(),  # unsorted rows
+                      A.indptr.copy()), shape=A.shape)
+    A.has_sorted_indices = False
+    before = (A.indptr.copy(), A.indices.copy(), A.data.copy())
+    op = MatrixOperator(A)
+    assert op._rows is not None
+    X = torch.randn(120, 9, dtype=op.dtype)
+    Y = torch.randn(300, 9, dtype=op.dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(op.mm(X).numpy(), A @ X.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(op.rmm(Y).numpy(), A.T @ Y.numpy(), rtol=tol, atol=tol)
+    for a, b in zip(before, (A.indptr, A.indices, A.data), strict=True):
+        np.testing.assert_array_equal(a, b)
