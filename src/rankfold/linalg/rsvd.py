@@ -15,10 +15,9 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
-from .._array import to_output
+from .._array import empty_prefaulted, to_output
 from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
 from .._parallel import cpu_workers, run_threads
 from .._random import GeneratorLike, check_generator
@@ -236,10 +235,7 @@ def _tall_product_signed(Y: torch.Tensor, coef: torch.Tensor, *, rows: int = 409
     (``U``'s columns multiplied by the returned signs): the column maxima are taken from
     the row blocks while they are hot, saving a pass over ``U``."""
     m, k = Y.shape[0], coef.shape[1]
-    # written once, in row blocks: numpy's allocator (transparent huge pages) faults a
-    # fresh block in 3x faster than torch's here
-    U = torch.from_numpy(np.empty((m, k), dtype=np.float32 if Y.dtype == torch.float32
-                                  else np.float64)) if Y.device.type == "cpu" else \
+    U = empty_prefaulted((m, k), Y.dtype) if Y.device.type == "cpu" else \
         torch.empty(m, k, dtype=Y.dtype, device=Y.device)
     blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
     workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
