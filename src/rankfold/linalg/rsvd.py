@@ -108,14 +108,15 @@ def _random_signs(rows: int, cols: int, g: torch.Generator, *, chunks: int = 4,
     return out
 
 
-def _subspace_range(A: LinearMap, ell: int, n_iter: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """Orthonormal basis ``Q`` (*, m, ell) of ``range((A A^H)^q A Omega)``."""
-    Q = orthonormalize(A.mm(_randn(A, A.n, ell, generator)), rounds=1 if n_iter else 2)
-    for it in range(n_iter):
-        W = orthonormalize(A.rmm(Q), rounds=1)
-        Q = orthonormalize(A.mm(W), rounds=2 if it == n_iter - 1 else 1)
-    return Q
+def _subspace_range(A: LinearMap, ell: int, n_iter: int, generator: torch.Generator,
+                    *, final_orth: bool = True) -> torch.Tensor:
+    """Orthonormal basis ``Q`` (*, m, ell) of ``range((A A^H)^q A Omega)`` (with
+    ``final_orth=False``: the last block ``(A A^H)^q A Omega``-like, not orthonormalised)."""
+    Y = A.mm(_randn(A, A.n, ell, generator))
+    for _ in range(n_iter):
+        W = orthonormalize(A.rmm(orthonormalize(Y, rounds=1)), rounds=1)
+        Y = A.mm(W)
+    return orthonormalize(Y, rounds=2) if final_orth else Y
 
 
 def _svd_of_projection(A: LinearMap, Q: torch.Tensor, keep: int | None = None,
@@ -154,6 +155,12 @@ def _subspace(A: LinearMap, rank: int, *, n_iter: int, oversample: int,
             if out is not None:
                 U, S, Vh = out[:3]
                 return Vh.mH, S, U.mH
+    if A.dense is not None and not A.batch and A.device.type == "cpu" \
+            and A.dtype in CHOLQR_MAX_COND:
+        # the last block's Cholesky-QR2 folded into B and U (Q is not formed)
+        Y = _subspace_range(low if low is not None else A, ell, n_iter, generator,
+                            final_orth=False)
+        return _finish_tall(A, Y, rank, ell)
     Q = _subspace_range(low if low is not None else A, ell, n_iter, generator)
     return _svd_of_projection(A, Q, rank)
 
@@ -201,7 +208,26 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
     P = A.rmm(Y)
     with serial():
         G1 = (W.mH @ P).to(torch.float64)
-        R1 = checked_cholesky((G1 + G1.mH) / 2, limit)
+    return _finish_tall(A, Y, rank, ell, P=P, gram=(G1 + G1.mH) / 2)
+
+
+def _finish_tall(A: LinearMap, Y: torch.Tensor, rank: int, ell: int, *,
+                 P: torch.Tensor | None = None, gram: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, ...]:
+    """SVD of ``Q Q^H A`` for the range ``Q`` of a tall 2-D block ``Y`` (m, ell), without
+    forming ``Q``: Cholesky-QR2 of ``Y`` (first Gram matrix ``gram`` if the caller has it,
+    the second from cache-resident blocks of ``Y R_1^{-1}`` that are not stored),
+    ``B^H = A^H Q = P (R_1 R_2)^{-1}`` with ``P = A^H Y`` (given or one pass), and
+    ``U = Y C`` with the sign convention applied from the same blocks.
+
+    Returns ``(U, S, Vh, True)`` (signs fixed), or ``(U, S, Vh)`` from Householder QR
+    and one more pass when ``Y`` is too ill conditioned for Cholesky-QR in its dtype.
+    """
+    limit = CHOLQR_MAX_COND[A.dtype]
+    if gram is None:
+        with serial(Y.numel() <= SMALL):
+            gram = (Y.mH @ Y).to(torch.float64)
+    R1 = checked_cholesky(gram, limit)
     R2 = None
     if R1 is not None:
         R1inv = triangular_inverse(R1)
@@ -212,10 +238,12 @@ def _subspace_tall_sparse(A: LinearMap, rank: int, ell: int, n_iter: int,
         # block (same span) and one more pass; the passes before are kept
         return _svd_of_projection(A, orthonormalize(Y), rank)
     R2inv = R1inv @ triangular_inverse(R2)  # Q = Y R1^{-1} R2^{-1}
+    if P is None:
+        P = A.rmm(Y)
     # B^H = A^H Q = P (R1 R2)^{-1}, formed in place with its exact Gram matrix
-    gram = right_mul_gram_(P, R2inv, exact=True)
+    gram_b = right_mul_gram_(P, R2inv, exact=True)
     with serial():
-        u, s, vh, coef_b = thin_svd_tall(P, ell, gram=gram, coef_only=True)  # B^H = u s vh
+        u, s, vh, coef_b = thin_svd_tall(P, ell, gram=gram_b, coef_only=True)  # B^H = u s vh
     if coef_b is None:
         uh = u[:, :rank].mH.contiguous()
     else:  # u^H = coef_b^H P^H, its row halves on the threads (contiguous output blocks)
