@@ -12,13 +12,14 @@ Internal module of :mod:`rankfold.linalg`. Both products read one canonical CSR 
   contiguous segment, found once by binary search and kept.
 
 On the 200000 x 50000, 5M-nonzero benchmark matrix with 64 columns (2 threads) these
-took about 17 ms and 25 ms, against 39 ms and 69 ms for torch's CSR kernels (which need
-a transposed copy for the second) and 50 ms and 180 ms for scipy's single-threaded ones.
-Scattering into per-thread private accumulators instead took 33 ms (twice the cache
-footprint plus the reduction).
+took 13 ms and 21 ms into reused outputs (21 and 22 ms into fresh ones), against 39 ms
+and 72 ms for torch's CSR kernels (which need a transposed copy for the second) and 49
+ms and 179 ms for scipy's single-threaded ones. Scattering into per-thread private
+accumulators instead took 33 ms (twice the cache footprint plus the reduction).
 
 numba is an optional dependency (``pip install rankfold[fast]``); without it, or off
-the CPU, :class:`~rankfold.linalg._range.LinearMap` keeps using torch's CSR kernels.
+the CPU, :class:`~rankfold.linalg._range.LinearMap` keeps using torch's CSR kernels and
+:class:`~rankfold._array.MatrixOperator` scipy's.
 The kernels are serial and release the GIL; :func:`rankfold._parallel.run_threads`
 runs them on the CPU threads.
 """
