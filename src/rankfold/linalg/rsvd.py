@@ -585,6 +585,14 @@ def rsvd(
     ConvergenceError
         The result is not finite.
 
+    Notes
+    -----
+    Sparse input on the CPU runs on compiled kernels when numba is installed (extra
+    ``fast``); their first use in a new environment compiles them (~0.5 s per dtype,
+    cached on disk). For tall (or, transposed, wide) sparse input the ``m x l`` working
+    block is kept for the calling thread between calls, saving the page faults of a
+    fresh block; :func:`rankfold.linalg.free_workspace` releases it.
+
     References
     ----------
     .. [1] N. Halko, P.-G. Martinsson, J. A. Tropp, "Finding structure with randomness",
