@@ -21,10 +21,11 @@ rows measured are merged into the recorded part: a row with the same (method, al
 ratio, calibration) replaces the recorded one, every other recorded row is kept.
 
 ``--refine`` (minilm) runs only the defaults + ``refine_epochs=2`` rows (20/40/60 %, 256
-texts), ``--refine long`` the 40-pass row (batches of 8, 40 %), merged the same way.
+texts), ``--refine long`` the 40-pass row (batches of 8, 40 %), ``--refine blockwise``
+the ``refine="blockwise"`` row (10 passes per block, batches of 8, 40 %), merged the same way.
 
 Usage: python benchmarks/nn.py [--quick] [--parts minilm,speed,gpt2] [--methods m1,m2]
-[--refine [short|long|all]]
+[--refine [short|long|blockwise|all]]
 """
 
 from __future__ import annotations
@@ -155,7 +156,10 @@ REFINE_NOTE = (
     "to 0) so that the model's last hidden states match the dense model's; `cpu s` "
     "includes the refinement. `+ refine 2`: `python benchmarks/nn.py --parts minilm "
     "--refine` (about 2x the one-shot cost); `+ refine 40 (batches of 8)`: `--refine long` "
-    "(`batch_size=8`, which also makes the sensitivity measurement use 8 texts); rows "
+    "(`batch_size=8`, which also makes the sensitivity measurement use 8 texts); "
+    "`+ refine blockwise 10 (batches of 8)`: `--refine blockwise` (`refine=\"blockwise\"`, "
+    "each transformer layer's factors trained for 10 passes to match the dense layer's "
+    "output, `sensitivity_batches=2`); rows "
     "merged into the recorded ones. Cosine rises at every ratio; polarity accuracy "
     "(200 sentences, 5-fold, about +-0.03 noise) falls by up to 0.045 with 2 passes.")
 
@@ -164,10 +168,18 @@ REFINE_NOTE = (
 REFINE_LONG = {"refine_epochs": 40, "refine_lr": 3e-4, "batch_size": 8}
 
 
+#: the block-wise refinement at 40%: batches of 8 texts (sensitivity measured on 2 of
+#: them, the 16 texts of the default), 10 passes per block
+REFINE_BLOCKWISE = {"refine": "blockwise", "refine_epochs": 10, "refine_lr": 7e-4,
+                    "batch_size": 8, "sensitivity_batches": 2}
+
+
 def refine_configs(which: str = "short") -> list[tuple]:
     short = [("whiten", None, r, 256, REFINE) for r in (0.2, 0.4, 0.6)]
     long = [("whiten", None, 0.4, 256, REFINE_LONG)]
-    return {"short": short, "long": long, "all": short + long}[which]
+    block = [("whiten", None, 0.4, 256, REFINE_BLOCKWISE)]
+    return {"short": short, "long": long, "blockwise": block,
+            "all": short + long + block}[which]
 
 
 def run_minilm(quick: bool, ratios: list[float] | None = None,
@@ -203,7 +215,8 @@ def run_minilm(quick: bool, ratios: list[float] | None = None,
         res = enc.evaluate(m)
         label = rep.allocation + (" (default)" if alloc is None else "")
         if opts.get("refine_epochs"):
-            label += f" + refine {opts['refine_epochs']}"
+            mode = " blockwise" if opts.get("refine") == "blockwise" else ""
+            label += f" + refine{mode} {opts['refine_epochs']}"
             if "batch_size" in opts:
                 label += f" (batches of {opts['batch_size']})"
         row = {"method": method, "allocation": label,
@@ -642,11 +655,13 @@ def main() -> int:
                          "the rows are merged into the recorded results")
     ap.add_argument("--ratios", default=None,
                     help="minilm only: run the main configs at these ratios (e.g. 0.2,0.6)")
-    ap.add_argument("--refine", nargs="?", const="short", choices=["short", "long", "all"],
+    ap.add_argument("--refine", nargs="?", const="short",
+                    choices=["short", "long", "blockwise", "all"],
                     help="gpt2: run only the refine rows; minilm: run the defaults + "
                          "refine_epochs configs instead: "
                          "short = 2 passes at 20/40/60%%, long = 40 passes with batches of 8 "
-                         "at 40%% (rows merged into the recorded results)")
+                         "at 40%%, blockwise = refine='blockwise' 10 passes per block with "
+                         "batches of 8 at 40%% (rows merged into the recorded results)")
     args = ap.parse_args()
     # on a shared, oversubscribed machine one thread is several times faster than two
     torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
