@@ -172,6 +172,11 @@ def test_cli_refine_epochs(tmp_path, capsys) -> None:
     assert 0.35 < json.loads(capsys.readouterr().out)["param_ratio_removed"] < 0.45
     assert main(["compress", str(d), "--ratio", "0.4", "--refine-epochs", "1",
                  "--out", str(tmp_path / "o2")]) != 0
+    rc = main(["compress", str(d), "--ratio", "0.4", "--calibration", str(texts),
+               "--refine-epochs", "1", "--refine", "blockwise", "--out", str(tmp_path / "o3"),
+               "--format", "json"])
+    assert rc == 0
+    assert 0.35 < json.loads(capsys.readouterr().out)["param_ratio_removed"] < 0.45
 
 
 # ------------------------------------------------------------------ refine="blockwise"

@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     p.add_argument("--refine-epochs", type=int, default=0,
                    help="opt-in: passes of training the factors to the dense model's outputs "
                         "on the calibration texts (default 0)")
+    p.add_argument("--refine", choices=["model", "blockwise"], default="model",
+                   help="what --refine-epochs matches: the model's output (model, default) "
+                        "or each transformer layer's output in turn (blockwise)")
     p.add_argument("--targets", help="full-match regex of module names to compress")
     p.add_argument("--exclude", help="full-match regex of module names to keep dense")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         rep = plan(model, verbose=False, **kw)
     else:
-        rep = compress(model, **kw, refine_epochs=args.refine_epochs)
+        rep = compress(model, **kw, refine_epochs=args.refine_epochs, refine=args.refine)
         out = save_compressed(model, args.out)
         if tok is not None:
             tok.save_pretrained(str(out))
