@@ -22,7 +22,8 @@ ratio, calibration) replaces the recorded one, every other recorded row is kept.
 
 ``--refine`` (minilm) runs only the defaults + ``refine_epochs=2`` rows (20/40/60 %, 256
 texts), ``--refine long`` the 40-pass row (batches of 8, 40 %), ``--refine blockwise``
-the ``refine="blockwise"`` row (10 passes per block, batches of 8, 40 %), merged the same way.
+the two ``refine="blockwise"`` rows (40 %: 10 passes per block with batches of 8, 7 passes
+with batches of 4), merged the same way.
 
 Usage: python benchmarks/nn.py [--quick] [--parts minilm,speed,gpt2] [--methods m1,m2]
 [--refine [short|long|blockwise|all]]
@@ -157,9 +158,9 @@ REFINE_NOTE = (
     "includes the refinement. `+ refine 2`: `python benchmarks/nn.py --parts minilm "
     "--refine` (about 2x the one-shot cost); `+ refine 40 (batches of 8)`: `--refine long` "
     "(`batch_size=8`, which also makes the sensitivity measurement use 8 texts); "
-    "`+ refine blockwise 10 (batches of 8)`: `--refine blockwise` (`refine=\"blockwise\"`, "
-    "each transformer layer's factors trained for 10 passes to match the dense layer's "
-    "output, `sensitivity_batches=2`); rows "
+    "`+ refine blockwise k (batches of b)`: `--refine blockwise` (`refine=\"blockwise\"`, "
+    "each transformer layer's factors trained for k passes to match the dense layer's "
+    "output; `sensitivity_batches=16/b` keeps the sensitivity measurement on 16 texts); rows "
     "merged into the recorded ones. Cosine rises at every ratio; polarity accuracy "
     "(200 sentences, 5-fold, about +-0.03 noise) falls by up to 0.045 with 2 passes.")
 
@@ -172,12 +173,16 @@ REFINE_LONG = {"refine_epochs": 40, "refine_lr": 3e-4, "batch_size": 8}
 #: them, the 16 texts of the default), 10 passes per block
 REFINE_BLOCKWISE = {"refine": "blockwise", "refine_epochs": 10, "refine_lr": 7e-4,
                     "batch_size": 8, "sensitivity_batches": 2}
+#: the same with batches of 4 texts (sensitivity on 4 of them), 7 passes per block
+REFINE_BLOCKWISE_4 = {"refine": "blockwise", "refine_epochs": 7, "refine_lr": 5e-4,
+                      "batch_size": 4, "sensitivity_batches": 4}
 
 
 def refine_configs(which: str = "short") -> list[tuple]:
     short = [("whiten", None, r, 256, REFINE) for r in (0.2, 0.4, 0.6)]
     long = [("whiten", None, 0.4, 256, REFINE_LONG)]
-    block = [("whiten", None, 0.4, 256, REFINE_BLOCKWISE)]
+    block = [("whiten", None, 0.4, 256, REFINE_BLOCKWISE),
+             ("whiten", None, 0.4, 256, REFINE_BLOCKWISE_4)]
     return {"short": short, "long": long, "blockwise": block,
             "all": short + long + block}[which]
 
@@ -661,7 +666,8 @@ def main() -> int:
                          "refine_epochs configs instead: "
                          "short = 2 passes at 20/40/60%%, long = 40 passes with batches of 8 "
                          "at 40%%, blockwise = refine='blockwise' 10 passes per block with "
-                         "batches of 8 at 40%% (rows merged into the recorded results)")
+                         "batches of 8 and 7 with batches of 4, at 40%% (rows merged into "
+                         "the recorded results)")
     args = ap.parse_args()
     # on a shared, oversubscribed machine one thread is several times faster than two
     torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
