@@ -103,16 +103,7 @@ def refine(model: nn.Module, calib: Calibration, swap: Callable[[bool], None],
                     finally:
                         swap(True)
                 loss = relative_error(main_output(calib.run(model, b)), ref, b)
-                if not math.isfinite(float(loss.detach())):
-                    raise ConvergenceError(
-                        "The refinement objective became non-finite; lower refine_lr or "
-                        "use refine_epochs=0.")
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                for p, g in zip(params, grads, strict=True):
-                    p.grad = None if g is None else g.detach()
-                opt.step()
-                sched.step()
-                tot += float(loss.detach())
+                tot += _step(loss, params, opt, sched, "refinement")
             history.append(tot / max(len(batches), 1))
     for p in params:
         p.grad = None
@@ -142,6 +133,23 @@ def _no_cache(v: Any) -> Any:
             and callable(getattr(v, "get_seq_length", None))):
         return None
     return v
+
+
+def _step(loss: torch.Tensor, params: list[torch.Tensor], opt: torch.optim.Optimizer,
+          sched: Any, what: str) -> float:
+    """One Adam step on ``loss`` (gradients for ``params`` only); its value, or an error
+    naming ``what`` when it is not finite."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise ConvergenceError(
+            f"The {what} objective became non-finite; lower refine_lr or use "
+            "refine_epochs=0.")
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g.detach()
+    opt.step()
+    sched.step()
+    return value
 
 
 def find_blocks(model: nn.Module, trained: list[str]) -> list[tuple[str, nn.Module]]:
@@ -292,16 +300,7 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
                             args, kwargs = inputs[j]
                             out = _first_tensor(block(*args, **kwargs))
                             loss = relative_error(out, dense_target(i, j), batches[j])
-                            if not math.isfinite(float(loss.detach())):
-                                raise ConvergenceError(
-                                    "The block-wise refinement objective became non-finite; "
-                                    "lower refine_lr or use refine_epochs=0.")
-                            grads = torch.autograd.grad(loss, params, allow_unused=True)
-                            for p, g in zip(params, grads, strict=True):
-                                p.grad = None if g is None else g.detach()
-                            opt.step()
-                            sched.step()
-                            tot += float(loss.detach())
+                            tot += _step(loss, params, opt, sched, "block-wise refinement")
                         hist.append(tot / max(len(batches), 1))
                 for p in params:
                     p.grad = None
