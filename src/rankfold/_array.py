@@ -22,7 +22,7 @@ from ._errors import ShapeError
 from ._validation import check_finite, check_matrix_shape, param_error
 
 __all__ = [
-    "empty_prefaulted",
+    "empty_prefaulted", "torch_dtype_of", "canonical_csr",
     "InputInfo",
     "as_tensor",
     "to_output",
@@ -181,20 +181,34 @@ def empty_prefaulted(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor
     return t.view(dtype) if t.dtype != dtype else t
 
 
+def torch_dtype_of(np_dtype: Any) -> torch.dtype:
+    """The torch dtype matching a numpy dtype."""
+    return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
+
+
+def canonical_csr(csr: sp.csr_array, source: Any = None) -> sp.csr_array:
+    """``csr`` with sorted indices and no duplicates, never reordering the caller's arrays
+    (``sum_duplicates`` works in place, so a non-canonical matrix is copied first).
+    ``source``: the caller's CSR matrix ``csr`` was made from, whose cached flag spares the
+    O(nnz) scan of a fresh wrapper."""
+    flagged = source if getattr(source, "format", None) == "csr" else csr
+    if flagged.has_canonical_format:
+        return csr
+    csr = csr.copy()
+    csr.sum_duplicates()
+    return csr
+
+
 def _compiled_rows(csr: sp.csr_array) -> Any:
     """rankfold's compiled CSR kernels for a real float ``csr`` when numba is installed
-    (multithreaded, no transposed copy; scipy's products run on one thread), else None.
-    The caller's arrays are never reordered: a non-canonical matrix is copied first."""
+    (multithreaded, no transposed copy; scipy's products run on one thread), else None."""
     if csr.dtype not in (np.float32, np.float64):
         return None
     from .linalg._spmm import SparseRows, have_kernels  # here: linalg imports this module
 
     if not have_kernels():
         return None
-    if not csr.has_canonical_format:
-        csr = csr.copy()
-        csr.sum_duplicates()
-    return SparseRows(csr)
+    return SparseRows(canonical_csr(csr))
 
 
 class MatrixOperator:
@@ -222,7 +236,7 @@ class MatrixOperator:
                 check_finite(csr.data, name, func)
             self._sparse = csr
             self.shape = csr.shape
-            self.dtype = torch.from_numpy(np.empty(0, dtype=csr.dtype)).dtype
+            self.dtype = torch_dtype_of(csr.dtype)
             self.device = torch.device("cpu")
             self.info = InputInfo("sparse", self.dtype, self.device)
             self._rows = _compiled_rows(csr)
@@ -233,7 +247,7 @@ class MatrixOperator:
             npdt = np.dtype(A.dtype) if A.dtype is not None else np.dtype(np.float64)
             if npdt.kind not in "fc":
                 npdt = np.dtype(np.float64)
-            self.dtype = dtype or torch.from_numpy(np.empty(0, dtype=npdt)).dtype
+            self.dtype = dtype or torch_dtype_of(npdt)
             self.device = torch.device("cpu")
             self.info = InputInfo("operator", self.dtype, self.device)
         else:

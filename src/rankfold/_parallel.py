@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cpu_workers", "run_threads"]
+__all__ = ["cpu_workers", "run_threads", "row_block_groups"]
 
 T = TypeVar("T")
 
@@ -29,6 +29,17 @@ def cpu_workers(device: torch.device, n_jobs: int, requested: int | None = None)
         return 1
     n = requested if requested is not None else torch.get_num_threads()
     return max(1, min(n, n_jobs))
+
+
+def row_block_groups(m: int, rows: int, device: torch.device, parallel: bool = True,
+                     ) -> list[list[tuple[int, int]]]:
+    """Row ranges ``[a, b)`` of ``rows`` rows covering ``[0, m)``, in one group of
+    consecutive ranges per worker thread (one group when ``parallel`` is False); the
+    groups are in row order."""
+    blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
+    workers = cpu_workers(device, len(blocks) if parallel else 1)
+    per = -(-len(blocks) // workers) if blocks else 1
+    return [blocks[w * per:(w + 1) * per] for w in range(workers)]
 
 
 _POOL: ThreadPoolExecutor | None = None

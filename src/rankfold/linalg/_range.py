@@ -18,8 +18,15 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from .._array import InputInfo, MatrixOperator, as_tensor, empty_prefaulted
-from .._parallel import cpu_workers, run_threads
+from .._array import (
+    InputInfo,
+    MatrixOperator,
+    as_tensor,
+    canonical_csr,
+    empty_prefaulted,
+    torch_dtype_of,
+)
+from .._parallel import row_block_groups, run_threads
 from .._validation import check_finite, check_matrix_shape, param_error
 from ._spmm import SparseRows, have_kernels
 
@@ -159,10 +166,6 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _torch_dtype(np_dtype: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
-
-
 def _csr_from_scipy(csr: sp.csr_array, device: torch.device) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -206,12 +209,8 @@ def as_linear_map(A: Any, name: str, func: str, *, batched: bool = True) -> Line
             # one min/max reduction on torch's threads (NaN propagates), not a boolean
             # temporary of isfinite: 3x faster on 5M values
             _check_finite_fast(torch.from_numpy(csr.data), name, func)
-        # a CSR input's own cached flag spares the O(nnz) scan of a fresh wrapper
-        canonical = A.has_canonical_format if A.format == "csr" else csr.has_canonical_format
-        if not canonical:
-            csr = csr.copy()  # sum_duplicates sorts in place: keep the caller's arrays
-            csr.sum_duplicates()
-        dtype = _torch_dtype(csr.dtype)
+        csr = canonical_csr(csr, A)
+        dtype = torch_dtype_of(csr.dtype)
         dev = torch.device("cpu")
         if have_kernels():
             return LinearMap(shape=tuple(csr.shape), dtype=dtype, device=dev,
@@ -407,16 +406,14 @@ def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
     m, l = Y.shape
     if M is not None:
         M = M.to(Y.dtype)
-    blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
-    workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
-    per = -(-len(blocks) // workers)
+    groups = row_block_groups(m, rows, Y.device, Y.numel() > SMALL)
     wide = exact and Y.dtype != torch.float64
 
-    def part(w: int) -> torch.Tensor:
+    def part(blocks: list[tuple[int, int]]) -> torch.Tensor:
         tmp = torch.empty(rows, l, dtype=Y.dtype, device=Y.device)
         tmp64 = torch.empty(rows, l, dtype=torch.float64, device=Y.device) if wide else None
         gram = torch.zeros(l, l, dtype=torch.float64, device=Y.device)
-        for a, b in blocks[w * per:(w + 1) * per]:
+        for a, b in blocks:
             t = Y[a:b]
             if M is not None:
                 t = torch.mm(t, M, out=tmp[:b - a])
@@ -429,7 +426,7 @@ def _blocked_gram(Y: torch.Tensor, M: torch.Tensor | None, *, exact: bool,
                 gram += (t.mH @ t).to(torch.float64)
         return gram
 
-    return sum(run_threads(part, range(workers), workers))  # type: ignore[return-value]
+    return sum(run_threads(part, groups, len(groups)))  # type: ignore[return-value]
 
 
 def right_mul_gram_(Y: torch.Tensor, M: torch.Tensor, *, exact: bool = False,

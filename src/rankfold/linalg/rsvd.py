@@ -19,7 +19,7 @@ import torch
 
 from .._array import empty_prefaulted, to_output
 from .._errors import ConvergenceError, InvalidParameterError, NotFittedError
-from .._parallel import cpu_workers, run_threads
+from .._parallel import cpu_workers, row_block_groups, run_threads
 from .._random import GeneratorLike, check_generator
 from .._validation import check_exactly_one, check_float, check_int, check_option
 from ._range import (
@@ -265,30 +265,20 @@ def _tall_product_signed(Y: torch.Tensor, coef: torch.Tensor, *, rows: int = 409
     m, k = Y.shape[0], coef.shape[1]
     U = empty_prefaulted((m, k), Y.dtype) if Y.device.type == "cpu" else \
         torch.empty(m, k, dtype=Y.dtype, device=Y.device)
-    blocks = [(i, min(i + rows, m)) for i in range(0, m, rows)]
-    workers = cpu_workers(Y.device, len(blocks) if Y.numel() > SMALL else 1)
-    per = -(-len(blocks) // workers)
+    groups = row_block_groups(m, rows, Y.device, Y.numel() > SMALL)
 
-    def part(w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def part(blocks: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         best = torch.full((k,), -1.0, dtype=Y.dtype, device=Y.device)
         value = torch.zeros(k, dtype=Y.dtype, device=Y.device)
-        for a, b in blocks[w * per:(w + 1) * per]:
+        for a, b in blocks:
             blk = torch.mm(Y[a:b], coef, out=U[a:b])
-            v, j = blk.abs().max(dim=0)
-            better = v > best  # ties keep the first row
-            best = torch.where(better, v, best)
-            value = torch.where(better, blk.gather(0, j[None])[0], value)
+            best, value = _merge_absmax(best, value, *_column_absmax(blk))
         return best, value
 
     best, value = None, None
-    for b_, v_ in run_threads(part, range(workers), workers):  # in row order
-        if best is None:
-            best, value = b_, v_
-        else:
-            better = b_ > best
-            best, value = torch.where(better, b_, best), torch.where(better, v_, value)
-    signs = torch.sign(value)
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    for b_, v_ in run_threads(part, groups, len(groups)):  # in row order
+        best, value = (b_, v_) if best is None else _merge_absmax(best, value, b_, v_)
+    signs = _signs_of(value)
     return U.mul_(signs), signs
 
 
@@ -492,16 +482,33 @@ def _fix_signs(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """
     m, k = U.shape[-2], U.shape[-1]
     step = max(1, (1 << 18) // max(k, 1))
-    best, idx = U[..., :step, :].abs().max(dim=-2)
+    best, value = _column_absmax(U[..., :step, :])
     for i in range(step, m, step):
-        v, j = U[..., i:i + step, :].abs().max(dim=-2)
-        better = v > best
-        best = torch.where(better, v, best)
-        idx = torch.where(better, j + i, idx)
-    signs = torch.sign(torch.gather(U, -2, idx.unsqueeze(-2)))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+        best, value = _merge_absmax(best, value, *_column_absmax(U[..., i:i + step, :]))
+    signs = _signs_of(value).unsqueeze(-2)
     # in place: U and Vh are fresh results (a new tall U costs page faults here)
     return U.mul_(signs), Vh.mul_(signs.mT)
+
+
+def _column_absmax(blk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column of ``blk`` (*, r, k): the largest magnitude and the entry holding it
+    (the first such row on ties)."""
+    v, j = blk.abs().max(dim=-2)
+    return v, blk.gather(-2, j.unsqueeze(-2)).squeeze(-2)
+
+
+def _merge_absmax(best: torch.Tensor, value: torch.Tensor, v: torch.Tensor,
+                  val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine :func:`_column_absmax` results of earlier rows (``best, value``) and later
+    ones (``v, val``); ties keep the earlier rows."""
+    better = v > best
+    return torch.where(better, v, best), torch.where(better, val, value)
+
+
+def _signs_of(value: torch.Tensor) -> torch.Tensor:
+    """``sign(value)`` with 0 mapped to +1."""
+    signs = torch.sign(value)
+    return torch.where(signs == 0, torch.ones_like(signs), signs)
 
 
 def rsvd(

@@ -105,10 +105,7 @@ def refine(model: nn.Module, calib: Calibration, swap: Callable[[bool], None],
                 loss = relative_error(main_output(calib.run(model, b)), ref, b)
                 tot += _step(loss, params, opt, sched, "refinement")
             history.append(tot / max(len(batches), 1))
-    for p in params:
-        p.grad = None
-        if not bool(torch.isfinite(p).all()):
-            raise ConvergenceError("A refined factor holds NaN or infinity; lower refine_lr.")
+    _release(params)
     return history
 
 
@@ -116,14 +113,6 @@ def refine(model: nn.Module, calib: Calibration, swap: Callable[[bool], None],
 
 class _Stop(Exception):
     """Raised by a pre-hook to end a forward pass once a block's inputs are captured."""
-
-
-def _first_tensor(out: Any) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return main_output(out)
 
 
 def _no_cache(v: Any) -> Any:
@@ -150,6 +139,14 @@ def _step(loss: torch.Tensor, params: list[torch.Tensor], opt: torch.optim.Optim
     opt.step()
     sched.step()
     return value
+
+
+def _release(params: list[torch.Tensor]) -> None:
+    """Drop the trained factors' gradients; an error when one holds NaN or infinity."""
+    for p in params:
+        p.grad = None
+        if not bool(torch.isfinite(p).all()):
+            raise ConvergenceError("A refined factor holds NaN or infinity; lower refine_lr.")
 
 
 def find_blocks(model: nn.Module, trained: list[str]) -> list[tuple[str, nn.Module]]:
@@ -213,7 +210,7 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
             nonlocal used, targets
             if targets is None:
                 return
-            y = _first_tensor(out).detach()
+            y = main_output(out).detach()
             used += y.numel() * y.element_size()
             if used > max_target_bytes:
                 targets = None
@@ -276,7 +273,7 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
         swap(False)
         try:
             with torch.no_grad(), _eval_mode(model):
-                return _first_tensor(mods()[i](*args, **kwargs)).detach()
+                return main_output(mods()[i](*args, **kwargs)).detach()
         finally:
             swap(True)
 
@@ -298,20 +295,16 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
                         tot = 0.0
                         for j in torch.randperm(len(batches), generator=generator).tolist():
                             args, kwargs = inputs[j]
-                            out = _first_tensor(block(*args, **kwargs))
+                            out = main_output(block(*args, **kwargs))
                             loss = relative_error(out, dense_target(i, j), batches[j])
                             tot += _step(loss, params, opt, sched, "block-wise refinement")
                         hist.append(tot / max(len(batches), 1))
-                for p in params:
-                    p.grad = None
-                    if not bool(torch.isfinite(p).all()):
-                        raise ConvergenceError(
-                            "A refined factor holds NaN or infinity; lower refine_lr.")
+                _release(params)
             history.append(hist)
             if cached is not None and i + 1 < len(blocks):
                 with torch.no_grad():
                     cached.append([block(*a, **kw) for a, kw in inputs])
-                used += sum(_first_tensor(o).numel() * _first_tensor(o).element_size()
+                used += sum(main_output(o).numel() * main_output(o).element_size()
                             for o in cached[-1])
                 if used > max_target_bytes:  # recompute the prefix from now on
                     cached = None
