@@ -10,15 +10,16 @@ restored afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cpu_workers", "run_threads", "row_block_groups"]
+__all__ = ["cpu_workers", "run_threads", "row_block_groups", "thread_limit"]
 
 T = TypeVar("T")
 
@@ -29,6 +30,21 @@ def cpu_workers(device: torch.device, n_jobs: int, requested: int | None = None)
         return 1
     n = requested if requested is not None else torch.get_num_threads()
     return max(1, min(n, n_jobs))
+
+
+@contextlib.contextmanager
+def thread_limit(n: int | None) -> Iterator[None]:
+    """Temporarily set ``torch.set_num_threads(n)``, restoring the count afterwards (a
+    no-op for None or the current count)."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def row_block_groups(m: int, rows: int, device: torch.device, parallel: bool = True,
@@ -87,9 +103,5 @@ def run_threads(fn: Callable[[Any], T], jobs: Sequence[Any], workers: int) -> li
     if workers <= 1 or getattr(_IN_WORKER, "active", False):
         return [fn(j) for j in jobs]
     pool = _pool(workers)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with thread_limit(1):
         return list(pool.map(fn, jobs))
-    finally:
-        torch.set_num_threads(old)

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from rankfold._parallel import thread_limit
 from rankfold.linalg import _range, _spmm, rsvd
 from rankfold.linalg._range import as_linear_map
 from rankfold.linalg._spmm import SparseRows, _column_chunks, have_kernels
@@ -85,12 +86,8 @@ def _assert_products(A: sp.csr_array, S: SparseRows, width: int, seed: int = 1) 
 
 @pytest.fixture
 def two_threads() -> object:
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with thread_limit(2):
         yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture
@@ -588,12 +585,8 @@ def test_random_signs_are_signs_and_independent_of_threads() -> None:
     assert a.dtype == torch.int8 and tuple(a.shape) == (50_001, 64)
     assert set(a.unique().tolist()) == {-1, 1}
     assert abs(float(a.float().mean())) < 0.01
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with thread_limit(1):
         b = draw(50_001, 64, torch.Generator().manual_seed(3))
-    finally:
-        torch.set_num_threads(old)
     assert torch.equal(a, b)
     assert not torch.equal(a, draw(50_001, 64, torch.Generator().manual_seed(4)))
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
+
+from rankfold._parallel import thread_limit
 
 
 @pytest.fixture(autouse=True)
 def _single_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with thread_limit(1):
         yield
-    finally:
-        torch.set_num_threads(n)

@@ -15,10 +15,7 @@ the worker threads were not.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import torch
+from .._parallel import thread_limit
 
 __all__ = ["thread_limit", "SMALL_WORK", "threads_for"]
 
@@ -30,17 +27,3 @@ def threads_for(n_threads: int | None, nnz: int, rank: int) -> int | None:
     if n_threads is not None:
         return n_threads
     return 1 if nnz * (rank + 1) < SMALL_WORK else None
-
-
-@contextlib.contextmanager
-def thread_limit(n: int | None) -> Iterator[None]:
-    """Temporarily set ``torch.set_num_threads(n)`` (no-op for None)."""
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -26,7 +26,7 @@ from .._array import (
     empty_prefaulted,
     torch_dtype_of,
 )
-from .._parallel import row_block_groups, run_threads
+from .._parallel import row_block_groups, run_threads, thread_limit
 from .._validation import check_finite, check_matrix_shape, param_error
 from ._spmm import SparseRows, have_kernels
 
@@ -337,15 +337,8 @@ def serial(enabled: bool = True) -> Iterator[None]:
     a scheduler time slice per call (measured here: a 2000 x 50 SVD took 1 ms on one
     thread and 1 s on two). The big GEMM passes stay multithreaded.
     """
-    n = torch.get_num_threads()
-    if n == 1 or not enabled:
+    with thread_limit(1 if enabled else None):
         yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _householder(X: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .._parallel import thread_limit
+
 __all__ = ["solve_rows", "nonneg_rows", "accumulate_normal", "small_work_serial", "SMALL_WORK",
            "serial"]
 
@@ -125,15 +127,8 @@ def small_work_serial(work: float, device: torch.device) -> Iterator[None]:
     vs 1.8 s; CP-ALS of a 100^3 tensor 5.5 s vs 3.8 s). The thread count is restored
     afterwards.
     """
-    n = torch.get_num_threads()
-    if device.type != "cpu" or work >= SMALL_WORK or n == 1:
+    with thread_limit(1 if device.type == "cpu" and work < SMALL_WORK else None):
         yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @contextlib.contextmanager
@@ -144,12 +139,5 @@ def serial() -> Iterator[None]:
     Measured on the shared 2-core machine: a 200 x 100 SVD took ~125 ms on two threads
     (fork/join waits) and a few ms on one.
     """
-    n = torch.get_num_threads()
-    if n == 1:
+    with thread_limit(1):
         yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)

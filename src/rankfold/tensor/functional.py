@@ -54,6 +54,7 @@ import torch
 
 from .._array import as_tensor, to_numpy
 from .._errors import ConvergenceError, NotFittedError, ShapeError
+from .._parallel import thread_limit
 from .._progress import progress
 from .._random import GeneratorLike, check_generator
 from .._validation import check_bool, check_float, check_int, check_option, param_error
@@ -165,15 +166,8 @@ def _one_thread(device: torch.device) -> Iterator[None]:
     thread start-up costs more than the work, and on a loaded machine multi-threaded
     tiny ops were measured 10-100x slower than single-threaded ones.
     """
-    if device.type != "cpu":
+    with thread_limit(1 if device.type == "cpu" else None):
         yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _chunks(n: int, per_row: int) -> list[slice]:
