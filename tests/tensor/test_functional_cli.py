@@ -98,3 +98,35 @@ def test_loader_bad_arguments():
         load_funbat("us_temp", 5)
     with pytest.raises(InvalidParameterError, match="'fold'.*Got 1"):
         load_funbat("synthetic", 1)
+    with pytest.raises(InvalidParameterError, match="'coordinates'.*'exact'"):
+        load_funbat("beijing_pm25_50x50x150", coordinates="exact")
+    with pytest.raises(InvalidParameterError, match="'coordinates'.*beijing_pm25_50x50x150"):
+        load_funbat("us_temp", coordinates="full_resolution")
+
+
+@pytest.mark.parametrize("fold", [0, 3])
+def test_full_resolution_coordinates_of_the_coarse_split(fold):
+    coarse = load_funbat("beijing_pm25_50x50x150", fold)
+    split = load_funbat("beijing_pm25_50x50x150", fold, coordinates="full_resolution")
+    fine = load_funbat("beijing_pm25", fold)
+    # same entries and bins as the coarse file; only the coordinates change
+    for name in ("y_train", "y_test", "indices_train", "indices_test"):
+        assert np.array_equal(getattr(split, name), getattr(coarse, name))
+    assert split.shape == coarse.shape
+    # every coordinate is a full-resolution bin centre inside (or at the edge of) its
+    # coarse bin
+    n_fine, n_coarse = np.array(fine.shape), np.array(coarse.shape)
+    for c, idx in ((split.coords_train, coarse.indices_train),
+                   (split.coords_test, coarse.indices_test)):
+        b = c * n_fine - 0.5
+        assert np.allclose(b, np.round(b))
+        assert np.all(np.abs(c - (idx + 0.5) / n_coarse) <= 0.5 / n_coarse + 0.5 / n_fine
+                      + 1e-9)
+    # a one-to-one matching: the (coordinates, target) multiset is the fine file's
+    got = np.column_stack([np.concatenate([split.coords_train, split.coords_test]),
+                           np.concatenate([split.y_train, split.y_test])])
+    want = np.column_stack([np.concatenate([fine.coords_train, fine.coords_test]),
+                            np.concatenate([fine.y_train, fine.y_test])])
+    assert np.array_equal(got[np.lexsort(got.T)], want[np.lexsort(want.T)])
+    # the coordinates are not the coarse bin centres
+    assert np.mean(np.abs(split.coords_train - coarse.coords_train) > 1e-9) > 0.9

@@ -4,7 +4,11 @@ The files in ``rankfold/datasets/data/funbat/`` are the published train/test fol
 Fang et al. (ICLR 2024), converted to plain ``.npz`` (see the README there for sources
 and licences: reference code MIT; BeijingAir UCI CC BY 4.0; US-Temp Berkeley Earth).
 They hold integer bin indexes per mode; functional models use the bin centres
-``(b + 0.5) / n`` (each mode's range mapped to [0, 1]).
+``(b + 0.5) / n`` (each mode's range mapped to [0, 1]). The two BeijingAir files hold the
+same 16,965 entries, binned 428x501x1461 and 50x50x150 and split at random differently;
+``coordinates="full_resolution"`` gives the entries of the coarse file's folds their
+full-resolution coordinates (the paper's protocol: discrete models on the coarse bins,
+functional models on the coordinates, same train/test entries).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import DataFileError
-from .._validation import check_int, check_option
+from .._validation import check_int, check_option, param_error
 
 __all__ = ["FunBaTSplit", "FUNBAT_DATASETS", "load_funbat", "load_funbat_truth",
            "funbat_data_dir"]
@@ -74,13 +78,21 @@ def _open(name: str, func: str) -> np.lib.npyio.NpzFile:
         raise DataFileError(f"The FunBaT split file {path} is unreadable: {exc}") from exc
 
 
-def load_funbat(name: str, fold: int = 0) -> FunBaTSplit:
+def load_funbat(name: str, fold: int = 0, *,
+                coordinates: str = "bin_centres") -> FunBaTSplit:
     """Load one fold of a FunBaT split.
 
     Parameters
     ----------
     name : {"us_temp", "beijing_pm25", "beijing_pm25_50x50x150", "synthetic"}
     fold : int in [0, 4] (the synthetic set has only fold 0), default 0
+    coordinates : {"bin_centres", "full_resolution"}, default "bin_centres"
+        ``coords_*`` of the split: the centres of the file's own bins (the raw
+        coordinates for the synthetic set), or, for ``"beijing_pm25_50x50x150"`` only,
+        each entry's coordinates at full resolution (428x501x1461 bin centres), recovered
+        by matching the entry to the full-resolution file: same target value, bins that
+        contain each other. ``indices_*`` and ``shape`` stay the 50x50x150 bins, so
+        discrete baselines and functional models see the same train/test entries.
 
     Returns
     -------
@@ -95,6 +107,16 @@ def load_funbat(name: str, fold: int = 0) -> FunBaTSplit:
     func = "load_funbat"
     check_option(name, "name", func, FUNBAT_DATASETS)
     fold = check_int(fold, "fold", func, low=0, high=_FOLDS[name] - 1)
+    check_option(coordinates, "coordinates", func, ("bin_centres", "full_resolution"))
+    if coordinates == "full_resolution":
+        if name != "beijing_pm25_50x50x150":
+            raise param_error("coordinates", func, '"bin_centres" unless name is '
+                              '"beijing_pm25_50x50x150" (the only file with a finer copy)',
+                              coordinates)
+        split = load_funbat(name, fold)
+        fine = load_funbat("beijing_pm25", fold)
+        ctr, cte = _match_fine_coordinates(split, fine)
+        return split._replace(coords_train=ctr, coords_test=cte)
     with _open(name, func) as d:
         shape = tuple(int(v) for v in d["ndims"])
         if name == "synthetic":
@@ -109,6 +131,57 @@ def load_funbat(name: str, fold: int = 0) -> FunBaTSplit:
             np.asarray(cte, dtype=np.float64), np.asarray(d[f"fold{fold}_te_y"], np.float64),
             np.asarray(itr, dtype=np.int64), np.asarray(ite, dtype=np.int64), shape,
             FUNBAT_DATASETS[name][1])
+
+
+def _match_fine_coordinates(coarse: FunBaTSplit,
+                            fine: FunBaTSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution coordinates of the coarse split's entries.
+
+    Both files hold the same entries (identical target values). An entry of the coarse
+    file is matched to one of the fine file with the same target whose fine bin
+    overlaps its coarse bin in every mode (both binnings are equal-width over the same
+    ranges, so the fine bin's centre lies within half a fine plus half a coarse bin width
+    of the coarse bin's centre). Entries sharing a target value are paired by a minimum
+    total centre distance assignment; on BeijingAir 7 of 16,965 entries keep a choice
+    between equally consistent fine coordinates.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    yc = np.concatenate([coarse.y_train, coarse.y_test]).reshape(-1)
+    yf = np.concatenate([fine.y_train, fine.y_test]).reshape(-1)
+    cc = np.concatenate([coarse.coords_train, coarse.coords_test])
+    cf = np.concatenate([fine.coords_train, fine.coords_test])
+    if yc.shape != yf.shape:
+        raise DataFileError("The two BeijingAir files hold different numbers of entries "
+                            f"({yc.size} and {yf.size}); reinstall rankfold.")
+    # slack: half a coarse bin + half a fine bin, in [0, 1] units, plus rounding
+    slack = 0.5 / np.asarray(coarse.shape) + 0.5 / np.asarray(fine.shape) + 1e-9
+    oc, of = np.argsort(yc, kind="stable"), np.argsort(yf, kind="stable")
+    if not np.array_equal(yc[oc], yf[of]):
+        raise DataFileError("The two BeijingAir files hold different target values; "
+                            "reinstall rankfold.")
+    match = np.empty(yc.size, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, yc[oc][1:] != yc[oc][:-1], True])
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        ic, jf = oc[a:b], of[a:b]
+        dist = np.abs(cc[ic][:, None, :] - cf[jf][None, :, :])
+        ok = (dist <= slack).all(axis=-1)
+        if b - a == 1:
+            if not ok[0, 0]:
+                raise DataFileError("An entry of the 50x50x150 file has no consistent "
+                                    "full-resolution entry; reinstall rankfold.")
+            match[ic[0]] = jf[0]
+            continue
+        cost = np.where(ok, dist.sum(axis=-1), np.inf)
+        try:
+            r, c = linear_sum_assignment(cost)
+        except ValueError as exc:  # no complete consistent pairing
+            raise DataFileError("Entries of the 50x50x150 file have no consistent "
+                                "full-resolution entries; reinstall rankfold.") from exc
+        match[ic[r]] = jf[c]
+    coords = cf[match]
+    n_train = coarse.y_train.shape[0]
+    return coords[:n_train].copy(), coords[n_train:].copy()
 
 
 def load_funbat_truth() -> tuple[list[np.ndarray], list[np.ndarray]]:
