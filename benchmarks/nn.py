@@ -295,20 +295,22 @@ def run_speed(quick: bool) -> None:
 GPT2_REFINE = {"refine_epochs": 16}
 
 
-def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = False
-             ) -> None:
-    from transformers import AutoTokenizer, GPT2LMHeadModel
+def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = False,
+             arch: str = "gpt2") -> None:
+    """The small causal LM of ``train_small_lm.py --arch arch`` (part ``arch``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sys.path.insert(0, str(HERE))
     from rankfold.nn import METHODS, compress
     from train_small_lm import cache_dir, split_paragraphs
 
-    d = cache_dir()
+    d = cache_dir(arch)
     if not (d / "split.json").exists():
-        print("no cached LM: run python benchmarks/train_small_lm.py first", file=sys.stderr)
+        print(f"no cached LM: run python benchmarks/train_small_lm.py --arch {arch} first",
+              file=sys.stderr)
         return
     tok = AutoTokenizer.from_pretrained(str(d))
-    model = GPT2LMHeadModel.from_pretrained(str(d)).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(d)).eval()
     train, held = split_paragraphs()
     seq = 64
 
@@ -360,7 +362,7 @@ def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = 
                          "param_ratio": rep.param_ratio, "rank_ratio": rep.rank_ratio,
                          "compress_s": time.perf_counter() - t})
             print(rows[-1], flush=True)
-            _save_part("gpt2", payload)
+            _save_part(arch, payload)
     write_report()
 
 
@@ -416,7 +418,7 @@ def _plot_minilm(rows: list[dict]) -> str | None:
     return "../img/nn_minilm.png"
 
 
-def _plot_gpt2(rows: list[dict]) -> str | None:
+def _plot_lm(rows: list[dict], arch: str) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -437,18 +439,18 @@ def _plot_gpt2(rows: list[dict]) -> str | None:
     ax.set_xlabel("fraction of Linear parameters removed")
     ax.set_ylabel("held-out perplexity")
     ax.legend(fontsize=7)
-    ax.set_title("small GPT-2 (Wikipedia)")
+    ax.set_title(f"small {LM_TITLES[arch]} (Wikipedia)")
     fig.tight_layout()
-    with atomic_path(IMG / "nn_gpt2.png", suffix=".png") as tmp:
+    with atomic_path(IMG / f"nn_{arch}.png", suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    return "../img/nn_gpt2.png"
+    return f"../img/nn_{arch}.png"
 
 
 def write_report() -> None:
     from rankfold._io import atomic_write_text
 
-    parts = {k: _load(k) for k in ("minilm", "speed", "gpt2")}
+    parts = {k: _load(k) for k in ("minilm", "speed", *LM_TITLES)}
     for extra in sorted(RESULTS.glob("nn_minilm_*.json")):  # runs split by ratio
         more = json.loads(extra.read_text())
         if parts["minilm"] is None:
@@ -523,10 +525,12 @@ def write_report() -> None:
                          f"({v['dense'] / v['0.4']:.2f}x) | {1e3 * v['0.6']:.1f} "
                          f"({v['dense'] / v['0.6']:.2f}x) |")
         lines.append("")
-    g = parts["gpt2"]
-    if g:
+    for arch, title in LM_TITLES.items():
+        g = parts[arch]
+        if not g:
+            continue
         rows = g["rows"]
-        lines += ["## Small GPT-2 (trained locally on the Wikipedia dump)", "",
+        lines += [f"## Small {title} (trained locally on the Wikipedia dump)", "",
                   f"Model: {g['model']}. Calibration {g['calibration_tokens']} tokens, "
                   f"held-out test {g['test_tokens']} tokens; the loss of the labels drives "
                   "fwsvd; the sensitivity allocation measures the change of the logits.", "",
@@ -537,12 +541,13 @@ def write_report() -> None:
             lines.append(f"| {r['method']} | {r.get('allocation', '-')} | "
                          f"{r['ratio']:.0%} | {r['ppl']:.1f} | {r['ppl'] / d:.2f} | "
                          f"{r.get('mean_rel_error', 0):.3f} |")
-        lines += ["", GPT2_NOTE, ""]
+        lines += ["", LM_NOTES[arch], ""]
         if any(r["method"] == "nystrom" for r in rows):
-            lines += ["`nystrom` rows: MLP-pair form for c_fc/c_proj, per-layer form for the "
-                      "attention layers (see the note under the MiniLM table).", ""]
+            lines += ["`nystrom` rows: MLP-pair form for the MLP's up/down pair, per-layer "
+                      "form for the attention layers (see the note under the MiniLM table).",
+                      ""]
         if len(rows) > 1:
-            lines += [f"![GPT-2]({_plot_gpt2(rows)})", ""]
+            lines += [f"![{title}]({_plot_lm(rows, arch)})", ""]
     lines += _findings(parts)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(DOC, "\n".join(lines))
@@ -583,6 +588,14 @@ GPT2_NOTE = (
     "update (whiten_update) is worse than plain whitening here, as on MiniLM: fitting each "
     "layer to the dense outputs from inputs of the already compressed blocks shrinks the "
     "refitted layer (least squares on noisy inputs), which the following blocks amplify.")
+
+
+LLAMA_NOTE = (
+    "Training: `python benchmarks/train_small_lm.py --arch llama --steps 4000` (the same "
+    "tokenizer, data and schedule as the GPT-2 model; RMSNorm, SwiGLU MLP, rotary "
+    "positions, no biases: the architecture of the published LLaMA numbers).")
+LM_TITLES = {"gpt2": "GPT-2", "llama": "Llama-style LM"}
+LM_NOTES = {"gpt2": GPT2_NOTE, "llama": LLAMA_NOTE}
 
 
 def _findings(parts: dict) -> list[str]:
@@ -634,8 +647,10 @@ def _findings(parts: dict) -> list[str]:
                    f"{wall:.1f} s wall with {sp['threads']} thread(s) at load average "
                    f"{sp.get('load_average_before', float('nan')):.1f} ({cpu:.1f} s CPU; "
                    f"goal <= 30 s: {'met' if wall <= 30 else 'NOT met'}).")
-    g = parts.get("gpt2")
-    if g:
+    for arch, title in LM_TITLES.items():
+        g = parts.get(arch)
+        if not g:
+            continue
         d = g["rows"][0]["ppl"]
         for r in sorted({x["ratio"] for x in g["rows"] if x["ratio"] > 0}):
             ppl = {x["method"] + ("" if x.get("allocation", "uniform") == "uniform" else
@@ -643,7 +658,7 @@ def _findings(parts: dict) -> list[str]:
                    for x in g["rows"] if x["ratio"] == r}
             order = " < ".join(f"{k} {v / d:.2f}x" for k, v in sorted(ppl.items(),
                                                                         key=lambda kv: kv[1]))
-            out.append(f"- GPT-2 at {r:.0%} (perplexity / dense): {order}.")
+            out.append(f"- {title} at {r:.0%} (perplexity / dense): {order}.")
     out.append("")
     return out
 
@@ -683,8 +698,8 @@ def main() -> int:
         if part == "minilm":
             ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else None
             run_minilm(args.quick, ratios, methods, refine=args.refine)
-        elif part == "gpt2":
-            run_gpt2(args.quick, methods, refine_only=bool(args.refine))
+        elif part in ("gpt2", "llama"):
+            run_gpt2(args.quick, methods, refine_only=bool(args.refine), arch=part)
         else:
             run_speed(args.quick)
     return 0

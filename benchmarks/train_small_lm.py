@@ -26,10 +26,30 @@ from pathlib import Path
 
 import torch
 
+ARCHS = ("gpt2", "llama")
 
-def cache_dir() -> Path:
+
+def cache_dir(arch: str = "gpt2") -> Path:
     root = Path(os.environ.get("RANKFOLD_CACHE", Path.home() / ".cache" / "rankfold"))
-    return root / "small_gpt2"
+    return root / f"small_{arch}"
+
+
+def build_model(arch: str, vocab: int, eos: int):
+    """A 4-layer, d=128 causal LM: GPT-2 (LayerNorm, GELU MLP 512, biases) or Llama
+    (RMSNorm, SwiGLU MLP 352, rotary positions, no biases: the architecture of the
+    published LLaMA compression numbers); tied input and output embeddings."""
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
+            tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos))
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(
+        vocab_size=vocab, n_positions=128, n_embd=128, n_layer=4, n_head=4, n_inner=512,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos, eos_token_id=eos))
 
 
 def split_paragraphs() -> tuple[list[str], list[str]]:
@@ -64,26 +84,30 @@ def main() -> int:
     ap.add_argument("--stop-after", type=int, default=None,
                     help="save and stop after this many steps (the learning-rate schedule "
                          "still spans --steps)")
+    ap.add_argument("--arch", choices=ARCHS, default="gpt2",
+                    help="gpt2 (LayerNorm, GELU) or llama (RMSNorm, SwiGLU); cached in "
+                         "small_<arch>; llama reuses the gpt2 cache's tokenizer if present")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--resume", action="store_true",
                     help="continue training the cached model for --steps more steps")
     args = ap.parse_args()
-    out = cache_dir()
+    out = cache_dir(args.arch)
     if (out / "split.json").exists() and not (args.force or args.resume):
         print(f"cached model in {out}")
         return 0
     torch.set_num_threads(int(os.environ.get("RANKFOLD_THREADS", "1")))
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     train, held = split_paragraphs()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     prev: dict = {}
     if args.resume:
-        from transformers import AutoTokenizer
-
         tok = AutoTokenizer.from_pretrained(str(out))
         prev = json.loads((out / "split.json").read_text())
+    elif args.arch != "gpt2" and (cache_dir("gpt2") / "tokenizer.json").exists():
+        tok = AutoTokenizer.from_pretrained(str(cache_dir("gpt2")))  # same vocabulary
+        tok.save_pretrained(out)
     else:
         tok = train_tokenizer(train, out)
     ids = []
@@ -92,11 +116,9 @@ def main() -> int:
     data = torch.tensor(ids, dtype=torch.long)
     print(f"tokenizer + encoding {time.perf_counter() - t0:.0f} s, {data.numel()} tokens",
           flush=True)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=128, n_layer=4, n_head=4,
-                     n_inner=512, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     g = torch.Generator().manual_seed(0)
-    model = GPT2LMHeadModel.from_pretrained(str(out)) if args.resume else GPT2LMHeadModel(cfg)
+    model = (AutoModelForCausalLM.from_pretrained(str(out)) if args.resume
+             else build_model(args.arch, len(tok), tok.eos_token_id))
     # GPT-2 / nanoGPT practice: weight decay on the matrices only, not on LayerNorm
     # gains and biases (decaying them pulls the activations towards isotropy)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -129,7 +151,7 @@ def main() -> int:
                   flush=True)
     model.eval()
     model.save_pretrained(out)
-    meta = {"steps": done + prev.get("steps", 0), "schedule_steps": args.steps,
+    meta = {"arch": args.arch, "steps": done + prev.get("steps", 0), "schedule_steps": args.steps,
             "batch": args.batch, "seq": args.seq,
             "train_tokens": int(data.numel()), "held_out_every": 20,
             "train_seconds": time.perf_counter() - t0 + prev.get("train_seconds", 0.0)}
