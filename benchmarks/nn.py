@@ -577,19 +577,21 @@ GPT2_NOTE = (
     "1.38x the dense perplexity at 20/40/60% vs 1.14x / 1.42x / 2.25x for plain SVD). At "
     "the same (uniform) allocation the published ordering shows at every ratio, but not "
     "with the published gaps: plain SVD 1.14x / 1.42x / 2.25x, whitening 1.10x / 1.27x / "
-    "2.15x, whitening + the update step (the opt-in refinement, `refine_epochs=16`) 1.10x / "
-    "1.24x / 1.89x; at 40% plain SVD adds 1.6x whitening's perplexity increase, not the "
-    "orders of magnitude of LLaMA-7B. Whitening is not at fault: on the calibration data it "
-    "cuts the layers' output error by 28-40% (last column: the mean over layers of the "
-    "relative output error on the calibration inputs of the dense model), but this small LM "
-    "has no outlier activation channels of the size reported for large LMs (the largest "
-    "diagonal entry of a layer's input second moment is 2-25x the median), so the weight "
-    "spectrum and the data-aware one mostly agree on the directions that matter. The "
-    "refinement (`python benchmarks/nn.py --parts gpt2 --refine`) distils the factors to "
-    "the dense model's logits on the 64 calibration windows; the closed-form "
-    "update (whiten_update) is worse than plain whitening here, as on MiniLM: fitting each "
-    "layer to the dense outputs from inputs of the already compressed blocks shrinks the "
-    "refitted layer (least squares on noisy inputs), which the following blocks amplify.")
+    "2.15x, whitening + the closed-form update (`whiten_update`) 1.10x / 1.27x / 2.03x, "
+    "whitening + the refinement as the update (`refine_epochs=16`) 1.10x / 1.24x / 1.89x; "
+    "at 40% plain SVD adds 1.6x whitening's perplexity increase, not the orders of "
+    "magnitude of LLaMA-7B. Whitening is not at fault: on the calibration data it cuts "
+    "the layers' output error by 28-40% (last column: the mean over layers of the "
+    "relative output error on the calibration inputs of the dense model), but this small "
+    "LM has no outlier activation channels of the size reported for large LMs (the "
+    "largest diagonal entry of a layer's input second moment is 2-25x the median), so the "
+    "weight spectrum and the data-aware one mostly agree on the directions that matter. "
+    "The refinement (`python benchmarks/nn.py --parts gpt2 --refine`) distils the factors "
+    "to the dense model's logits on the 64 calibration windows. `whiten_update` refits "
+    "each layer's second factor on the inputs it receives in the compressed model, stage "
+    "by stage inside each block (until this run the later layers of a block were refitted "
+    "on inputs computed through the block's *dense* earlier layers, which made it worse "
+    "than whitening: 1.14x / 1.48x / 3.21x).")
 
 
 LLAMA_NOTE = (
@@ -600,14 +602,13 @@ LLAMA_NOTE = (
     "compression than the GPT-2 one, and the published ordering shows at every ratio with "
     "gaps that grow with the ratio: at the same (uniform) allocation plain SVD 1.80x / "
     "3.59x / 12.2x the dense perplexity at 20/40/60%, whitening 1.66x / 3.15x / 7.63x, "
-    "whitening + the update step (the refinement, `refine_epochs=16`) 1.52x / 2.58x / "
-    "5.48x; the closed-form `whiten_update` sits between (1.61x / 3.00x, better than "
-    "whitening at 20% and 40%; 9.21x at 60%). FWSVD and ASVD are no better than plain SVD "
-    "here, as in the published table at 40-60%. The defaults (whitening + sensitivity "
-    "allocation) give 1.13x / 1.62x / 3.08x, a quarter of plain SVD's perplexity at 60%, "
-    "and with the refinement 1.10x / 1.52x / 2.73x. The gaps are still far from LLaMA-7B's "
-    "orders of magnitude: the largest diagonal entry of a layer's input second moment is "
-    "1.6-10x the median here.")
+    "whitening + the closed-form update (`whiten_update`) 1.62x / 2.89x / 6.61x, whitening "
+    "+ the refinement as the update (`refine_epochs=16`) 1.52x / 2.58x / 5.48x. FWSVD and "
+    "ASVD are no better than plain SVD here, as in the published table at 40-60%. The "
+    "defaults (whitening + sensitivity allocation) give 1.13x / 1.62x / 3.08x, a quarter "
+    "of plain SVD's perplexity at 60%, and with the refinement 1.10x / 1.52x / 2.73x. The "
+    "gaps are still far from LLaMA-7B's orders of magnitude: the largest diagonal entry "
+    "of a layer's input second moment is 1.6-10x the median here.")
 LM_TITLES = {"gpt2": "GPT-2", "llama": "Llama-style LM"}
 LM_NOTES = {"gpt2": GPT2_NOTE, "llama": LLAMA_NOTE}
 

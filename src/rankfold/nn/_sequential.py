@@ -4,11 +4,14 @@ Transformers stack their blocks in one ``nn.ModuleList`` (``encoder.layer``,
 ``transformer.h``, ``model.layers``). The inputs of the first block are captured once
 (positional and keyword arguments, e.g. the attention mask or rotary embeddings); then,
 block by block, two streams of hidden states are pushed through: the dense model's and
-the partially compressed model's. Inside block ``i`` the inputs of each targeted layer
-are recorded in both streams, which gives the moments ``E[x_d x_c^T]`` and
-``E[x_c x_c^T]`` the closed-form refit needs; the compressed stream then continues
-through block ``i`` with its new factors. This is the layer-wise scheme of GPTQ and
-SVD-LLM: memory holds two streams of hidden states and one block's statistics.
+the partially compressed model's. Inside block ``i`` the targeted layers are
+refitted stage by stage in the order the block runs them (:func:`layer_stages`): the
+inputs of a stage's layers are recorded in both streams, the compressed one with the
+earlier stages of the block already refitted, which gives the moments
+``E[x_d x_c^T]`` and ``E[x_c x_c^T]`` the closed-form refit needs; the compressed
+stream then continues through block ``i`` with its new factors. This is the layer-wise
+scheme of GPTQ ("true sequential") and SVD-LLM: memory holds two streams of hidden
+states and one block's statistics.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 
 from .calibration import _MASK, Calibration, _attention_mask, _eval_mode, _Stop
 
-__all__ = ["find_blocks", "capture_block_inputs", "run_block"]
+__all__ = ["find_blocks", "capture_block_inputs", "run_block", "layer_stages"]
 
 
 def find_blocks(model: nn.Module, names: list[str]) -> tuple[str, nn.ModuleList] | None:
@@ -100,6 +103,35 @@ def run_block(block: nn.Module, args: tuple, kwargs: dict, mask: Any,
         _MASK.reset(token)
         for h in handles:
             h.remove()
+
+
+def layer_stages(block: nn.Module, args: tuple, kwargs: dict, mask: Any,
+                 layers: dict[nn.Module, str]) -> list[list[str]]:
+    """The names of ``layers`` grouped into stages, in the order the block runs them.
+
+    Layers fed the same input tensor (q, k, v; gate and up) form one stage: refitting
+    one of them cannot change the others' inputs. A later stage's inputs depend on the
+    earlier stages' outputs. Layers the block does not run on ``args`` come last, alone.
+    """
+    seen: list[tuple[torch.Tensor, str]] = []  # the inputs stay referenced: no reuse
+
+    def record(mod: nn.Module, x: torch.Tensor) -> None:
+        if all(n != layers[mod] for _, n in seen):
+            seen.append((x, layers[mod]))
+
+    run_block(block, args, kwargs, mask, dict.fromkeys(layers, record))
+    stages: list[list[str]] = []
+    keys: list[tuple] = []
+    for x, n in seen:
+        key = (x.data_ptr(), tuple(x.shape), x.dtype)
+        if key in keys:
+            stages[keys.index(key)].append(n)
+        else:
+            keys.append(key)
+            stages.append([n])
+    ran = {n for _, n in seen}
+    stages += [[n] for n in sorted(layers.values()) if n not in ran]
+    return [sorted(st) for st in stages]
 
 
 __all__ += ["_attention_mask", "_no_cache"]

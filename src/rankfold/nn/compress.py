@@ -35,7 +35,6 @@ from .calibration import (
     Calibration,
     LayerStats,
     _eval_mode,
-    _geometry,
     check_batches,
     collect_stats,
     compute_loss,
@@ -55,6 +54,7 @@ from .methods import (
     LayerContext,
     get_method,
     output_error,
+    refit_projected,
     refit_update,
 )
 from .pairs import PairDecomposition, build_pair, find_pairs, pair_decomposition, swapped
@@ -65,9 +65,10 @@ __all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METH
 
 logger = logging.getLogger("rankfold.nn")
 
-#: measured on all-MiniLM-L6-v2 (docs/benchmarks/nn.md): "whiten" generalised best to
-#: held-out text; "whiten_update" fits the calibration data better but lost on held-out text;
-#: "sensitivity" allocation beat every other allocation at every ratio. Without
+#: measured on all-MiniLM-L6-v2 and two small LMs (docs/nn.md): "whiten_update" is a little
+#: better than "whiten" on MiniLM and the Llama-style LM, even on GPT-2, at about 3x the
+#: compression time, so "whiten" is the default; "sensitivity" allocation beat every other
+#: allocation at every ratio. Without
 #: calibration data the allocation falls back to "uniform" (``allocation=None``).
 DEFAULT_METHOD = "whiten"
 DEFAULT_ALLOCATION = "sensitivity"
@@ -418,7 +419,7 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                        ctxs: dict[str, LayerContext], decomps: dict[str, Decomposition],
                        ranks: dict[str, int | None],
                        calib: Calibration, max_batches: int | None) -> dict[str, Factors]:
-    from ._sequential import capture_block_inputs, find_blocks, run_block
+    from ._sequential import capture_block_inputs, find_blocks, layer_stages, run_block
 
     todo = {n for n, r in ranks.items() if r is not None and ctxs[n].kind != "embedding"}
     out: dict[str, Factors] = {}
@@ -445,51 +446,22 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
             names = sorted(in_blocks.get(i, []))
             new_dense, new_comp = [], []
             if names:
-                acc = {n: {"cross": 0.0, "gram": 0.0, "md": 0.0, "mc": 0.0, "count": 0}
-                       for n in names}
-                for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
-                    xd: dict[str, torch.Tensor] = {}
-                    shared: dict[tuple, tuple] = {}
-
-                    def keep(mod: nn.Module, x: torch.Tensor, n: str, xd: dict = xd) -> None:
-                        xd[n] = x
-
-                    def pair(mod: nn.Module, x: torch.Tensor, n: str, xd: dict = xd,
-                             acc: dict = acc, shared: dict = shared) -> None:
-                        raw_d = xd[n]
-                        # per-batch products in the working precision (float32 at least),
-                        # summed in float64; layers fed the same tensors (q, k, v) share
-                        # them (the cache keeps the inputs alive, so ids stay unique)
-                        key = (id(raw_d), id(x), _geometry(mod))
-                        if key not in shared:
-                            d, c = layer_inputs(mod, raw_d), layer_inputs(mod, x)
-                            wd = d if d.dtype == torch.float64 else d.to(torch.float32)
-                            wc = c if c.dtype == torch.float64 else c.to(torch.float32)
-                            shared[key] = (raw_d, x, (wd.t() @ wc).to(torch.float64),
-                                           sym_gram(wc).to(torch.float64),
-                                           wd.sum(0, dtype=torch.float64),
-                                           wc.sum(0, dtype=torch.float64), c.shape[0])
-                        _, _, cross, gram, sd, sc, rows = shared[key]
-                        a = acc[n]
-                        a["cross"] = a["cross"] + cross
-                        a["gram"] = a["gram"] + gram
-                        a["md"] = a["md"] + sd
-                        a["mc"] = a["mc"] + sc
-                        a["count"] += rows
-
-                    hd = run_block(block, da, dk, mask, {
-                        modules[n]: (lambda m, x, n=n: keep(m, x, n)) for n in names})
-                    run_block(block, ca, ck, mask, {
-                        modules[n]: (lambda m, x, n=n: pair(m, x, n)) for n in names})
-                    new_dense.append(_with_hidden(da, dk, hd))
-                for n in names:
-                    a, c = acc[n], max(acc[n]["count"], 1)
-                    out[n] = refit_update(
-                        ctxs[n].W, ctxs[n].bias, decomps[n].factors(ranks[n]).B,
-                        mean_dense=a["md"] / c,
-                        mean_comp=a["mc"] / c, cross=a["cross"] / c, gram_comp=a["gram"] / c,
-                        ridge=float(ctxs[n].options.get("ridge", 1e-6)))
-                reps = {modules[n]: build_module(modules[n], out[n]) for n in names}
+                (da0, dk0), mask0 = dense_h[0], masks[0]
+                stages = layer_stages(block, da0, dk0, mask0, {modules[n]: n for n in names})
+                reps: dict[nn.Module, nn.Module] = {}
+                for stage in stages:
+                    first = {n: decomps[n].factors(ranks[n]).B for n in stage}
+                    acc = _refit_moments(block, stage, modules, ctxs, first, dense_h, comp_h,
+                                         masks, reps, new_dense if not reps else None)
+                    for n in stage:
+                        a, c = acc[n], max(acc[n]["count"], 1)
+                        my, mz = a["y"] / c, a["z"] / c
+                        out[n] = refit_projected(
+                            ctxs[n].bias, first[n], mean_out=my, mean_z=mz,
+                            cov_out_z=a["yz"] / c - torch.outer(my, mz),
+                            cov_z=a["zz"] / c - torch.outer(mz, mz),
+                            ridge=float(ctxs[n].options.get("ridge", 1e-6)))
+                        reps[modules[n]] = build_module(modules[n], out[n])
                 for (ca, ck), mask in zip(comp_h, masks, strict=True):
                     with substitute(reps):
                         hc = run_block(block, ca, ck, mask)
@@ -502,6 +474,53 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
             if i >= max(in_blocks):
                 break
     return out
+
+
+def _refit_moments(block: nn.Module, stage: list[str], modules: dict[str, nn.Module],
+                   ctxs: dict[str, LayerContext], first: dict[str, torch.Tensor],
+                   dense_h: list, comp_h: list, masks: list,
+                   reps: dict[nn.Module, nn.Module], new_dense: list | None
+                   ) -> dict[str, dict[str, Any]]:
+    """Projected moments of the layers of one stage (see :func:`refit_projected`): sums
+    of ``y = W x_d`` (inputs from the dense stream), ``z = B x_c`` (inputs from the
+    compressed stream, the earlier stages of this block already replaced by ``reps``),
+    ``y z^T`` and ``z z^T``. Products per batch in the working precision (float32 at
+    least), summed in float64. With ``new_dense`` given, the dense block's outputs are
+    appended to it."""
+    from ._sequential import run_block
+
+    acc: dict[str, dict[str, Any]] = {
+        n: {"y": 0.0, "z": 0.0, "yz": 0.0, "zz": 0.0, "count": 0} for n in stage}
+    work = {}
+    for n in stage:
+        W, B = ctxs[n].W, first[n]
+        dt = W.dtype if W.dtype == torch.float64 else torch.float32
+        work[n] = (W.to(dt).t().contiguous(), B.to(dt).t().contiguous(), dt)
+    for (da, dk), (ca, ck), mask in zip(dense_h, comp_h, masks, strict=True):
+        ys: dict[str, list[torch.Tensor]] = {n: [] for n in stage}  # per call, in order
+
+        def keep(mod: nn.Module, x: torch.Tensor, n: str, ys: dict = ys) -> None:
+            Wt, _, dt = work[n]
+            ys[n].append(layer_inputs(mod, x).to(dt) @ Wt)
+
+        def pair(mod: nn.Module, x: torch.Tensor, n: str, ys: dict = ys) -> None:
+            _, Bt, dt = work[n]
+            y, z = ys[n].pop(0), layer_inputs(mod, x).to(dt) @ Bt
+            a = acc[n]
+            a["y"] = a["y"] + y.sum(0, dtype=torch.float64)
+            a["z"] = a["z"] + z.sum(0, dtype=torch.float64)
+            a["yz"] = a["yz"] + (y.t() @ z).to(torch.float64)
+            a["zz"] = a["zz"] + sym_gram(z).to(torch.float64)
+            a["count"] += z.shape[0]
+
+        hd = run_block(block, da, dk, mask, {
+            modules[n]: (lambda m, x, n=n: keep(m, x, n)) for n in stage})
+        with substitute(reps):
+            run_block(block, ca, ck, mask, {
+                modules[n]: (lambda m, x, n=n: pair(m, x, n)) for n in stage})
+        if new_dense is not None:
+            new_dense.append(_with_hidden(da, dk, hd))
+    return acc
 
 
 # ------------------------------------------------------------------ public API

@@ -57,6 +57,7 @@ __all__ = [
     "Decomposition",
     "get_method",
     "refit_update",
+    "refit_projected",
     "output_error",
 ]
 
@@ -250,11 +251,29 @@ def refit_update(W: torch.Tensor, bias: torch.Tensor | None, B: torch.Tensor, *,
     """
     Ccc = gram_comp - torch.outer(mean_comp, mean_comp)
     Cdc = cross - torch.outer(mean_dense, mean_comp)
-    Czz = B @ Ccc @ B.t()
-    Cyz = W @ (Cdc @ B.t())
-    L = _cholesky((Czz + Czz.t()) / 2, ridge)
-    A = torch.cholesky_solve(Cyz.t(), L).t()
-    c = W @ mean_dense - A @ (B @ mean_comp)
+    return refit_projected(bias, B, mean_out=W @ mean_dense, mean_z=B @ mean_comp,
+                           cov_out_z=W @ (Cdc @ B.t()), cov_z=B @ Ccc @ B.t(), ridge=ridge)
+
+
+def refit_projected(bias: torch.Tensor | None, B: torch.Tensor, *, mean_out: torch.Tensor,
+                    mean_z: torch.Tensor, cov_out_z: torch.Tensor, cov_z: torch.Tensor,
+                    ridge: float = 1e-6) -> Factors:
+    """:func:`refit_update` from the projected moments (what the sequential refit stores).
+
+    With ``y = W x_d`` (the dense layer's output without bias) and ``z = B x_c``:
+    ``A = Cov(y, z) Cov(z)^-1`` and ``c = E[y] + b - A E[z]``. Storing ``Cov(y, z)``
+    (m x r) and ``Cov(z)`` (r x r) instead of the n x n input moments costs ``r (n + m)``
+    multiply-adds per token instead of ``n^2``.
+
+    Parameters
+    ----------
+    bias : (m,) or None; B : (r, n) first factor
+    mean_out : (m,) ``E[y]``; mean_z : (r,) ``E[z]``
+    cov_out_z : (m, r) ``Cov(y, z)``; cov_z : (r, r) ``Cov(z)``
+    """
+    L = _cholesky((cov_z + cov_z.t()) / 2, ridge)
+    A = torch.cholesky_solve(cov_out_z.t(), L).t()
+    c = mean_out - A @ mean_z
     if bias is not None:
         c = c + bias
     return Factors(A, B, c)
