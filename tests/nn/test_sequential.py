@@ -98,3 +98,19 @@ def test_later_layers_are_refitted_on_inputs_of_refitted_earlier_layers() -> Non
             torch.testing.assert_close(bc.fc2.second.bias, sol[-1] + bd.fc2.bias,
                                        atol=1e-7, rtol=1e-6)
             h_d, h_c = bd(h_d), bc(h_c)
+
+
+def test_run_block_stops_after_the_hooked_layers() -> None:
+    from rankfold.nn._sequential import run_block
+
+    block = Block().eval()
+    x = torch.randn(4, 8, generator=gen(1))
+    ran: list[str] = []
+    block.fc2.register_forward_pre_hook(lambda m, a: ran.append("fc2"))
+    seen: list[torch.Tensor] = []
+    out = run_block(block, (x,), {}, None, {block.fc1: lambda m, inp: seen.append(inp)},
+                    stop_early=True)
+    assert out is None and ran == [] and torch.equal(seen[0], x)
+    full = run_block(block, (x,), {}, None, {block.fc1: lambda m, inp: None})
+    assert ran == ["fc2"]
+    torch.testing.assert_close(full, block(x))

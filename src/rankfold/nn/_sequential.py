@@ -85,20 +85,30 @@ def _hidden(out: Any) -> torch.Tensor:
 
 def run_block(block: nn.Module, args: tuple, kwargs: dict, mask: Any,
               hooks: dict[nn.Module, Callable[[nn.Module, torch.Tensor], Any]] | None = None,
-              ) -> torch.Tensor:
+              stop_early: bool = False) -> torch.Tensor | None:
     """Run one block; ``hooks`` maps a layer to a callback ``cb(layer, raw_input)``.
 
     The padding mask is visible to the callback (use :func:`layer_inputs` for its rows).
+    With ``stop_early`` the block stops as soon as every hooked layer has run once (the
+    rest of the block is not computed) and None is returned.
     """
     handles = []
+    pending = set(hooks or {})
     for mod, cb in (hooks or {}).items():
         def hook(m: nn.Module, a: tuple, out: Any, cb=cb) -> None:
             cb(m, a[0].detach())
+            pending.discard(m)
+            if stop_early and not pending:
+                raise _Stop
         handles.append(mod.register_forward_hook(hook))
     token = _MASK.set(mask)
     try:
         with torch.no_grad():
             return _hidden(block(*args, **kwargs))
+    except _Stop:
+        if not stop_early:
+            raise
+        return None
     finally:
         _MASK.reset(token)
         for h in handles:

@@ -427,19 +427,27 @@ def compute_loss(model: nn.Module, batch: Any, calib: Calibration,
     return loss.reshape(())
 
 
+_UNSET = object()
+
+
 @contextlib.contextmanager
 def substitute(replacements: dict[nn.Module, nn.Module]) -> Iterator[None]:
-    """Temporarily route each module's forward through its replacement (via hooks).
+    """Temporarily route each module's forward through its replacement.
 
-    The model itself is not modified: forward hooks return the replacement's output.
+    The module's own ``forward`` is shadowed by the replacement's (an instance attribute,
+    restored on exit), so the dense computation does not run; the module's hooks still
+    fire with its inputs and the replacement's output. Parameters and buffers are not
+    touched.
     """
-    handles = []
-    for mod, rep in replacements.items():
-        def hook(m: nn.Module, args: tuple, out: Any, rep=rep) -> torch.Tensor:
-            return rep(args[0])
-        handles.append(mod.register_forward_hook(hook))
+    saved: list[tuple[nn.Module, Any]] = []
     try:
+        for mod, rep in replacements.items():
+            saved.append((mod, mod.__dict__.get("forward", _UNSET)))
+            mod.forward = rep.forward
         yield
     finally:
-        for h in handles:
-            h.remove()
+        for mod, old in reversed(saved):
+            if old is _UNSET:
+                del mod.forward
+            else:
+                mod.forward = old

@@ -66,7 +66,7 @@ __all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METH
 logger = logging.getLogger("rankfold.nn")
 
 #: measured on all-MiniLM-L6-v2 and two small LMs (docs/nn.md): "whiten_update" is a little
-#: better than "whiten" on MiniLM and the Llama-style LM, even on GPT-2, at about 3x the
+#: better than "whiten" on MiniLM and the Llama-style LM, even on GPT-2, at about 2.3x the
 #: compression time, so "whiten" is the default; "sensitivity" allocation beat every other
 #: allocation at every ratio. Without
 #: calibration data the allocation falls back to "uniform" (``allocation=None``).
@@ -451,8 +451,9 @@ def _sequential_update(model: nn.Module, modules: dict[str, nn.Module],
                 reps: dict[nn.Module, nn.Module] = {}
                 for stage in stages:
                     first = {n: decomps[n].factors(ranks[n]).B for n in stage}
+                    last = stage is stages[-1]
                     acc = _refit_moments(block, stage, modules, ctxs, first, dense_h, comp_h,
-                                         masks, reps, new_dense if not reps else None)
+                                         masks, reps, new_dense if last else None)
                     for n in stage:
                         a, c = acc[n], max(acc[n]["count"], 1)
                         my, mz = a["y"] / c, a["z"] / c
@@ -486,7 +487,7 @@ def _refit_moments(block: nn.Module, stage: list[str], modules: dict[str, nn.Mod
     compressed stream, the earlier stages of this block already replaced by ``reps``),
     ``y z^T`` and ``z z^T``. Products per batch in the working precision (float32 at
     least), summed in float64. With ``new_dense`` given, the dense block's outputs are
-    appended to it."""
+    appended to it (the dense block then runs to its end)."""
     from ._sequential import run_block
 
     acc: dict[str, dict[str, Any]] = {
@@ -513,11 +514,14 @@ def _refit_moments(block: nn.Module, stage: list[str], modules: dict[str, nn.Mod
             a["zz"] = a["zz"] + sym_gram(z).to(torch.float64)
             a["count"] += z.shape[0]
 
+        # the block only runs up to the stage's layers, except for the dense outputs
         hd = run_block(block, da, dk, mask, {
-            modules[n]: (lambda m, x, n=n: keep(m, x, n)) for n in stage})
+            modules[n]: (lambda m, x, n=n: keep(m, x, n)) for n in stage},
+            stop_early=new_dense is None)
         with substitute(reps):
             run_block(block, ca, ck, mask, {
-                modules[n]: (lambda m, x, n=n: pair(m, x, n)) for n in stage})
+                modules[n]: (lambda m, x, n=n: pair(m, x, n)) for n in stage},
+                stop_early=True)
         if new_dense is not None:
             new_dense.append(_with_hidden(da, dk, hd))
     return acc
