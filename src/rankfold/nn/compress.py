@@ -66,10 +66,10 @@ __all__ = ["compress", "plan", "CompressionReport", "LayerReport", "DEFAULT_METH
 logger = logging.getLogger("rankfold.nn")
 
 #: measured on all-MiniLM-L6-v2 and two small LMs (docs/nn.md): "whiten_update" is a little
-#: better than "whiten" on MiniLM and the Llama-style LM, even on GPT-2, at about 2.3x the
-#: compression time, so "whiten" is the default; "sensitivity" allocation beat every other
-#: allocation at every ratio. Without
-#: calibration data the allocation falls back to "uniform" (``allocation=None``).
+#: better than "whiten" on MiniLM and the Llama-style LM and equal on GPT-2, at about 2.3x
+#: the compression time, so "whiten" is the default; "sensitivity" allocation beat every
+#: other allocation at every ratio. Without calibration data the allocation falls back to
+#: "uniform" (``allocation=None``).
 DEFAULT_METHOD = "whiten"
 DEFAULT_ALLOCATION = "sensitivity"
 
