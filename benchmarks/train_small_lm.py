@@ -29,27 +29,32 @@ import torch
 ARCHS = ("gpt2", "llama")
 
 
-def cache_dir(arch: str = "gpt2") -> Path:
+def cache_dir(arch: str = "gpt2", width: int = 128, layers: int = 4) -> Path:
     root = Path(os.environ.get("RANKFOLD_CACHE", Path.home() / ".cache" / "rankfold"))
-    return root / f"small_{arch}"
+    size = "" if (width, layers) == (128, 4) else f"_{width}x{layers}"
+    return root / f"small_{arch}{size}"
 
 
-def build_model(arch: str, vocab: int, eos: int):
-    """A 4-layer, d=128 causal LM: GPT-2 (LayerNorm, GELU MLP 512, biases) or Llama
-    (RMSNorm, SwiGLU MLP 352, rotary positions, no biases: the architecture of the
-    published LLaMA compression numbers); tied input and output embeddings."""
+def build_model(arch: str, vocab: int, eos: int, width: int = 128, layers: int = 4):
+    """A causal LM (default 4 layers, d=128, 4 heads): GPT-2 (LayerNorm, GELU MLP 4d,
+    biases) or Llama (RMSNorm, SwiGLU MLP 2.75d, rotary positions, no biases: the
+    architecture of the published LLaMA compression numbers); tied input and output
+    embeddings."""
+    heads = max(width // 32, 1)
     if arch == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
 
         return LlamaForCausalLM(LlamaConfig(
-            vocab_size=vocab, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-            tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos))
+            vocab_size=vocab, hidden_size=width, intermediate_size=32 * round(2.75 * width / 32),
+            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+            max_position_embeddings=128, tie_word_embeddings=True, bos_token_id=eos,
+            eos_token_id=eos))
     from transformers import GPT2Config, GPT2LMHeadModel
 
     return GPT2LMHeadModel(GPT2Config(
-        vocab_size=vocab, n_positions=128, n_embd=128, n_layer=4, n_head=4, n_inner=512,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos, eos_token_id=eos))
+        vocab_size=vocab, n_positions=128, n_embd=width, n_layer=layers, n_head=heads,
+        n_inner=4 * width, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=eos, eos_token_id=eos))
 
 
 def split_paragraphs() -> tuple[list[str], list[str]]:
@@ -87,11 +92,13 @@ def main() -> int:
     ap.add_argument("--arch", choices=ARCHS, default="gpt2",
                     help="gpt2 (LayerNorm, GELU) or llama (RMSNorm, SwiGLU); cached in "
                          "small_<arch>; llama reuses the gpt2 cache's tokenizer if present")
+    ap.add_argument("--width", type=int, default=128, help="hidden size (default 128)")
+    ap.add_argument("--layers", type=int, default=4, help="number of blocks (default 4)")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--resume", action="store_true",
                     help="continue training the cached model for --steps more steps")
     args = ap.parse_args()
-    out = cache_dir(args.arch)
+    out = cache_dir(args.arch, args.width, args.layers)
     if (out / "split.json").exists() and not (args.force or args.resume):
         print(f"cached model in {out}")
         return 0
@@ -118,7 +125,8 @@ def main() -> int:
           flush=True)
     g = torch.Generator().manual_seed(0)
     model = (AutoModelForCausalLM.from_pretrained(str(out)) if args.resume
-             else build_model(args.arch, len(tok), tok.eos_token_id))
+             else build_model(args.arch, len(tok), tok.eos_token_id, args.width,
+                              args.layers))
     # GPT-2 / nanoGPT practice: weight decay on the matrices only, not on LayerNorm
     # gains and biases (decaying them pulls the activations towards isotropy)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -151,7 +159,8 @@ def main() -> int:
                   flush=True)
     model.eval()
     model.save_pretrained(out)
-    meta = {"arch": args.arch, "steps": done + prev.get("steps", 0), "schedule_steps": args.steps,
+    meta = {"arch": args.arch, "width": args.width, "layers": args.layers,
+            "steps": done + prev.get("steps", 0), "schedule_steps": args.steps,
             "batch": args.batch, "seq": args.seq,
             "train_tokens": int(data.numel()), "held_out_every": 20,
             "train_seconds": time.perf_counter() - t0 + prev.get("train_seconds", 0.0)}
