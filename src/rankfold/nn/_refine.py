@@ -32,7 +32,14 @@ import torch
 from torch import nn
 
 from .._errors import ConvergenceError
-from .calibration import Calibration, _attention_mask, _eval_mode, main_output
+from .calibration import (
+    Calibration,
+    _attention_mask,
+    _eval_mode,
+    _Stop,
+    main_output,
+    replay,
+)
 
 __all__ = ["find_blocks", "refine", "refine_blocks"]
 
@@ -110,10 +117,6 @@ def refine(model: nn.Module, calib: Calibration, swap: Callable[[bool], None],
 
 
 # ------------------------------------------------------------------ block-wise
-
-class _Stop(Exception):
-    """Raised by a pre-hook to end a forward pass once a block's inputs are captured."""
-
 
 def _no_cache(v: Any) -> Any:
     """``None`` for a key/value cache (transformers' ``Cache``: it would grow at every
@@ -245,13 +248,9 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
             swap(False)
         ms = mods()
         h = ms[i].register_forward_pre_hook(pre, with_kwargs=True)
-        patched = []
-        if cached is not None:
-            for k in range(i):
-                ms[k].forward = (lambda *a, _o=cached[k][b], **kw: _o)  # type: ignore
-                patched.append(ms[k])
+        skip = [] if cached is None else [c[b] for c in cached[:i]]
         try:
-            with torch.no_grad(), _eval_mode(model):
+            with torch.no_grad(), _eval_mode(model), replay(ms[:i], skip):
                 try:
                     calib.run(model, batches[b])
                 except _Stop:
@@ -259,8 +258,6 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
         finally:
             if dense:
                 swap(True)
-            for m in patched:
-                del m.forward
             h.remove()
         if not got:
             raise ConvergenceError(f"Block {i} of the block-wise refinement did not run.")

@@ -431,10 +431,12 @@ _UNSET = object()
 
 
 @contextlib.contextmanager
-def substitute(replacements: dict[nn.Module, nn.Module]) -> Iterator[None]:
-    """Temporarily route each module's forward through its replacement.
+def substitute(replacements: dict[nn.Module, nn.Module | Callable[..., Any]]
+               ) -> Iterator[None]:
+    """Temporarily route each module's forward through its replacement (a module, whose
+    ``forward`` is used, or any callable taking the module's arguments).
 
-    The module's own ``forward`` is shadowed by the replacement's (an instance attribute,
+    The module's own ``forward`` is shadowed by the replacement (an instance attribute,
     restored on exit), so the dense computation does not run; the module's hooks still
     fire with its inputs and the replacement's output. Parameters and buffers are not
     touched.
@@ -443,7 +445,7 @@ def substitute(replacements: dict[nn.Module, nn.Module]) -> Iterator[None]:
     try:
         for mod, rep in replacements.items():
             saved.append((mod, mod.__dict__.get("forward", _UNSET)))
-            mod.forward = rep.forward
+            mod.forward = rep.forward if isinstance(rep, nn.Module) else rep
         yield
     finally:
         for mod, old in reversed(saved):
@@ -451,3 +453,10 @@ def substitute(replacements: dict[nn.Module, nn.Module]) -> Iterator[None]:
                 del mod.forward
             else:
                 mod.forward = old
+
+
+def replay(blocks: list[nn.Module], outputs: list[Any]) -> contextlib.AbstractContextManager:
+    """Blocks return their recorded outputs (``outputs[i]`` for ``blocks[i]``) instead of
+    computing them (see :func:`substitute`)."""
+    return substitute({blk: (lambda *a, _out=out, **k: _out)
+                       for blk, out in zip(blocks, outputs, strict=False)})

@@ -15,7 +15,6 @@ Pipeline (nothing in the model changes before step 7):
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import sys
@@ -42,6 +41,7 @@ from .calibration import (
     layer_inputs,
     main_output,
     prepare_calibration,
+    replay,
     substitute,
     sym_gram,
 )
@@ -304,18 +304,6 @@ def _pair_rows(dec: PairDecomposition, modules: dict[str, nn.Module], k: int | N
 
 # ------------------------------------------------------------------ sensitivity
 
-@contextlib.contextmanager
-def _skip_blocks(blocks: list[nn.Module], outputs: list[Any]) -> Any:
-    """Blocks return their recorded dense outputs instead of computing them."""
-    for blk, out in zip(blocks, outputs, strict=False):
-        blk.forward = (lambda *a, _out=out, **k: _out)  # instance attribute shadows forward
-    try:
-        yield
-    finally:
-        for blk in blocks:
-            blk.__dict__.pop("forward", None)
-
-
 def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
                   decomps: dict[str, Decomposition], calib: Calibration, n_batches: int,
                   loss_fn: Callable | None, func: str,
@@ -384,7 +372,7 @@ def _make_measure(model: nn.Module, modules: dict[str, nn.Module],
         total = num = den = 0.0
         with torch.no_grad(), _eval_mode(model), _no_cache(model), ctx:
             for i, b in enumerate(batches):
-                with _skip_blocks(skip, recorded[i]):
+                with replay(skip, recorded[i]):
                     if use_loss:
                         total += float(compute_loss(model, b, calib, loss_fn, first=False,
                                                     func=func)) / len(batches)
