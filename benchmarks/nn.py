@@ -496,7 +496,7 @@ def write_report() -> None:
     atomic_write_text(RESULTS / "nn.json", json.dumps(parts, indent=1))
     lines = ["# rankfold.nn: one-shot low-rank compression", "",
              "Command: `python benchmarks/nn.py` (parts minilm, speed, gpt2, llama, "
-             "llama_192x6, each its own process; `--quick` for a smaller grid; the speed "
+             "llama_192x6, smollm2, each its own process; `--quick` for a smaller grid; the speed "
              "part under the benchmark lock). float32, CPU, torch threads from "
              "`RANKFOLD_THREADS` (default 1; the speed part and the LM parts were run with 2 "
              "on an idle machine). The MiniLM "
@@ -677,7 +677,9 @@ SMOLLM2_NOTE = (
     "and not at 20% (267 vs 210). The default sensitivity allocation matters most here: "
     "61 / 224 / 902 at 20/40/60% (1.66x / 6.07x / 24.4x the dense perplexity), a "
     "third to a quarter of uniform whitening's. MoDeGPT's Nystrom pair form is the best "
-    "uniform method at 40% and 60% (566, 966). Cost on two threads: uniform whitening "
+    "uniform method at 40% and 60% (566, 966). Two passes of the end-to-end refinement "
+    "(`--refine`, 40%, uniform) barely move whitening (873 vs 891). Cost on two threads: "
+    "uniform whitening "
     "80-90 s, `whiten_update` 220-270 s, the defaults about 14 minutes (the sensitivity "
     "measure runs one 2048-token forward pass per layer, from the layer's block on, for "
     "210 layers).")

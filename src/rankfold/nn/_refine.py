@@ -189,7 +189,8 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
     block ``i`` come from one forward pass of the model that stops at block ``i`` and in
     which the blocks before it return their recorded outputs. The dense blocks' outputs
     and the refined blocks' outputs are kept while together they fit in
-    ``max_target_bytes``; beyond that they are recomputed (slower, same result). Key/value
+    ``max_target_bytes``; beyond that they are recomputed once per block (slower, same
+    result). Key/value
     caches among a block's inputs are dropped (the block sees the whole sequence).
     Factorized layers outside the blocks are not trained. Returns the mean objective of
     each epoch, per block.
@@ -283,6 +284,9 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
             inputs = [capture(i, b, cached, False) for b in range(len(batches))]
             hist: list[float] = []
             if params:
+                # this block's dense outputs, once per block (not once per step) when the
+                # targets of all blocks did not fit
+                tg = [dense_target(i, b) for b in range(len(batches))]
                 total = epochs * len(batches)
                 opt = torch.optim.Adam(params, lr=lr)
                 sched = torch.optim.lr_scheduler.LambdaLR(
@@ -293,7 +297,7 @@ def refine_blocks(model: nn.Module, calib: Calibration, swap: Callable[[bool], N
                         for j in torch.randperm(len(batches), generator=generator).tolist():
                             args, kwargs = inputs[j]
                             out = main_output(block(*args, **kwargs))
-                            loss = relative_error(out, dense_target(i, j), batches[j])
+                            loss = relative_error(out, tg[j], batches[j])
                             tot += _step(loss, params, opt, sched, "block-wise refinement")
                         hist.append(tot / max(len(batches), 1))
                 _release(params)
