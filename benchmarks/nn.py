@@ -318,9 +318,10 @@ def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = 
 
     sys.path.insert(0, str(HERE))
     from rankfold.nn import METHODS, compress
+    from rankfold.nn._text_data import token_windows
     from train_small_lm import cache_dir, split_paragraphs
 
-    if arch == "smollm2":
+    if arch in PRETRAINED:
         from rankfold._errors import DataFileError
         from rankfold.nn._text_data import load_smollm2, smollm2_path
 
@@ -346,17 +347,8 @@ def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = 
         info = json.loads((d / "split.json").read_text())
         seq, n_cal, n_test, bs = 64, 64, 128, 16
     train, held = split_paragraphs()
-
-    def windows(paras: list[str], n: int, offset: int) -> torch.Tensor:
-        ids: list[int] = []
-        for p in paras[offset:]:
-            ids.extend(tok(p)["input_ids"] + [tok.eos_token_id])
-            if len(ids) >= n * seq:
-                break
-        return torch.tensor(ids[: n * seq]).reshape(n, seq)
-
-    cal = windows(train, n_cal // 2 if quick else n_cal, 1000)
-    test = windows(held, n_test * 3 // 8 if quick else n_test, 0)
+    cal = token_windows(tok, train[1000:], n_cal // 2 if quick else n_cal, seq)
+    test = token_windows(tok, held, n_test * 3 // 8 if quick else n_test, seq)
     calib = [{"input_ids": cal[i:i + bs], "labels": cal[i:i + bs]}
              for i in range(0, cal.shape[0], bs)]
 
@@ -374,7 +366,7 @@ def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = 
                "test_tokens": int(test.numel()),
                "model": info, "rows": rows}
     ratios = ratios or ([0.4] if quick else [0.2, 0.4, 0.6])
-    upd = LM_BLOCKWISE if blockwise else SMOLLM2_REFINE if arch == "smollm2" else GPT2_REFINE
+    upd = LM_BLOCKWISE if blockwise else SMOLLM2_REFINE if arch in PRETRAINED else GPT2_REFINE
     for r in ratios:
         cfgs: list[tuple[str, str, dict]] = [(x, "uniform", {}) for x in METHODS] + [
             ("whiten", "sensitivity", {}),
@@ -382,8 +374,9 @@ def run_gpt2(quick: bool, methods: list[str] | None = None, refine_only: bool = 
             ("whiten", "uniform", upd), ("whiten", "sensitivity", upd)]
         for meth, alloc, extra in [c for c in cfgs if (not methods or c[0] in methods)
                                    and (not allocations or c[1] in allocations)]:
-            if (refine_only and not extra) or (arch == "smollm2" and extra
-                                               and not refine_only):
+            # refinement rows: only with --refine, which runs nothing else; on the
+            # pretrained LM they are too slow for the default run
+            if bool(extra) != refine_only and (refine_only or arch in PRETRAINED):
                 continue
             m = copy.deepcopy(model)
             t = time.perf_counter()

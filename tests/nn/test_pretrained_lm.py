@@ -27,23 +27,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from rankfold.nn._text_data import load_smollm2, wikipedia_text
+    from rankfold.nn._text_data import load_smollm2, token_windows, wikipedia_text
 
     model, tok = load_smollm2()
     paras = wikipedia_text()
-    seq = 128
-
-    def windows(texts: list[str], n: int) -> torch.Tensor:
-        ids: list[int] = []
-        for p in texts:
-            ids.extend(tok(p)["input_ids"] + [tok.eos_token_id])
-            if len(ids) >= n * seq:
-                break
-        return torch.tensor(ids[: n * seq]).reshape(n, seq)
-
     # disjoint text: calibration from the first paragraphs, evaluation from the last
-    cal = windows(paras[:200], 16)
-    test = windows(paras[-200:], 8)
+    cal = token_windows(tok, paras[:200], 16, 128)
+    test = token_windows(tok, paras[-200:], 8, 128)
     return model, [{"input_ids": cal[i:i + 8]} for i in range(0, 16, 8)], test
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "lee_similarity",
     "polarity",
     "wikipedia_text",
+    "token_windows",
 ]
 
 _GENSIM = "gensim==4.4.0"
@@ -130,3 +131,19 @@ def wikipedia_text() -> list[str]:
             if len(text) >= 200 and not text.startswith(("{|", "|", "*", "#", "!")):
                 out.append(text)
     return out
+
+
+def token_windows(tokenizer, texts: list[str], n: int, seq: int):
+    """``(n, seq)`` token ids: ``texts`` tokenized in order, each followed by the EOS
+    token, concatenated and cut into ``n`` windows of ``seq`` tokens (the rest dropped)."""
+    import torch
+
+    ids: list[int] = []
+    for t in texts:
+        ids.extend(tokenizer(t)["input_ids"] + [tokenizer.eos_token_id])
+        if len(ids) >= n * seq:
+            break
+    if len(ids) < n * seq:
+        raise ValueError(f"token_windows: {len(ids)} tokens in the texts, {n} windows of "
+                         f"{seq} need {n * seq}.")
+    return torch.tensor(ids[: n * seq]).reshape(n, seq)
